@@ -1,0 +1,161 @@
+"""Build the compiled parts of bsp_fast.
+
+- ``bsp_fast._gru_cpu``   pybind11 C++ module (csrc/gru_cpu*.cpp): the fused bi-GRU recurrence on CPU.
+- ``bsp_fast.data._codec`` Cython module: FASTA encoding and window / one-hot extraction.
+- ``bsp_fast._gru_cuda``  pybind11 + CUDA module (csrc/*.cu), only where nvcc is found.
+
+None of them links libtorch: they take raw pointers, shapes and (for CUDA) a stream handle, so one
+build serves any torch version and the build never imports torch.
+
+Environment switches:
+  BSP_FAST_NATIVE=1        compile the CPU code with -march=native (not portable)
+  BSP_FAST_NO_CUDA=1       skip the CUDA module even where nvcc exists
+  BSP_FAST_CUDA_ARCH       e.g. "8.0;9.0" (else TORCH_CUDA_ARCH_LIST, else 8.0 8.6 8.9 9.0 + PTX)
+  BSP_FAST_BUILD_ONLY      comma-separated extension names to build (developer convenience)
+  BSP_FAST_CUDA_WERROR=1   treat nvcc warnings as errors
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pybind11
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).parent.resolve()
+
+
+def _cpu_flags() -> list[str]:
+    flags = ["-O3", "-std=c++17", "-fvisibility=hidden", "-fno-math-errno", "-pthread"]
+    if os.environ.get("BSP_FAST_NATIVE") == "1":
+        flags.append("-march=native")
+    return flags
+
+
+def find_nvcc() -> str | None:
+    if os.environ.get("BSP_FAST_NO_CUDA") == "1":
+        return None
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home and (Path(home) / "bin" / "nvcc").exists():
+        return str(Path(home) / "bin" / "nvcc")
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    default = Path("/usr/local/cuda/bin/nvcc")
+    return str(default) if default.exists() else None
+
+
+def cuda_arch_flags() -> list[str]:
+    spec = os.environ.get("BSP_FAST_CUDA_ARCH") or os.environ.get("TORCH_CUDA_ARCH_LIST") or "8.0;8.6;8.9;9.0+PTX"
+    flags: list[str] = []
+    for item in re.split(r"[;,\s]+", spec.strip()):
+        if not item:
+            continue
+        ptx = item.endswith("+PTX")
+        num = item.replace("+PTX", "").replace(".", "")
+        flags.append(f"-gencode=arch=compute_{num},code=sm_{num}")
+        if ptx:
+            flags.append(f"-gencode=arch=compute_{num},code=compute_{num}")
+    return flags
+
+
+class BuildExt(build_ext):
+    """build_ext that compiles .cu sources with nvcc and links the CUDA runtime statically."""
+
+    def build_extensions(self) -> None:
+        only = os.environ.get("BSP_FAST_BUILD_ONLY")
+        if only:
+            keep = {s.strip() for s in only.split(",")}
+            self.extensions = [e for e in self.extensions if e.name.split(".")[-1] in keep]
+        self.compiler.src_extensions.append(".cu")
+        default_compile = self.compiler._compile
+        nvcc = find_nvcc()
+
+        def _compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
+            if src.endswith(".cu"):
+                postargs = extra_postargs["nvcc"] if isinstance(extra_postargs, dict) else []
+                cmd = [nvcc, "-c", src, "-o", obj, *pp_opts, *postargs]
+                self.spawn(cmd)
+                return
+            postargs = extra_postargs["cxx"] if isinstance(extra_postargs, dict) else extra_postargs
+            default_compile(obj, src, ext, cc_args, postargs, pp_opts)
+
+        self.compiler._compile = _compile
+        try:
+            super().build_extensions()
+        finally:
+            self.compiler._compile = default_compile
+
+
+def extensions() -> list[Extension]:
+    exts: list[Extension] = []
+    cpu_sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cpu*.cpp"))
+    exts.append(
+        Extension(
+            "bsp_fast._gru_cpu",
+            sources=cpu_sources,
+            include_dirs=[pybind11.get_include(), "csrc"],
+            language="c++",
+            extra_compile_args=_cpu_flags(),
+            extra_link_args=["-pthread"],
+        )
+    )
+    if (ROOT / "bsp_fast/data/_codec.pyx").exists():
+        exts += cythonize(
+            [
+                Extension(
+                    "bsp_fast.data._codec",
+                    sources=["bsp_fast/data/_codec.pyx"],
+                    include_dirs=[np.get_include()],
+                    language="c++",
+                    extra_compile_args=_cpu_flags(),
+                    extra_link_args=["-pthread"],
+                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                )
+            ],
+            compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+            quiet=True,
+        )
+    nvcc = find_nvcc()
+    cu_sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cu"))
+    if nvcc and cu_sources:
+        cuda_home = Path(nvcc).resolve().parent.parent
+        nvcc_flags = [
+            "-O3", "-std=c++17", "--use_fast_math", "-lineinfo", "-Xcompiler", "-fPIC",
+            "-Xcompiler", "-fvisibility=hidden", "--expt-relaxed-constexpr", *cuda_arch_flags(),
+        ]
+        if os.environ.get("BSP_FAST_CUDA_WERROR") == "1":
+            nvcc_flags += ["-Werror", "all-warnings"]
+        libdirs = [str(cuda_home / d) for d in ("lib64", "lib", "targets/x86_64-linux/lib") if (cuda_home / d).exists()]
+        exts.append(
+            Extension(
+                "bsp_fast._gru_cuda",
+                sources=[*cu_sources, *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cuda*.cpp"))],
+                include_dirs=[pybind11.get_include(), "csrc", str(cuda_home / "include")],
+                library_dirs=libdirs,
+                # Static cudart: the module loads on machines without a GPU and needs no CUDA libs.
+                libraries=["cudart_static", "dl", "rt"],
+                language="c++",
+                extra_compile_args={"cxx": _cpu_flags(), "nvcc": nvcc_flags},
+                extra_link_args=["-pthread"],
+            )
+        )
+    elif cu_sources:
+        print("bsp_fast: nvcc not found, building without the CUDA module", file=sys.stderr)
+    return exts
+
+
+def _present(ext: Extension) -> bool:
+    # Lets a partial checkout build; the missing module then raises a clear ImportError on use.
+    return bool(ext.sources) and all((ROOT / s).exists() for s in ext.sources)
+
+
+setup(ext_modules=[e for e in extensions() if _present(e)], cmdclass={"build_ext": BuildExt})
