@@ -1,0 +1,124 @@
+"""CPU backend of the bi-GRU recurrence op: allocates with torch, runs ``bsp_fast._gru_cpu``.
+
+``forward(gi, w_hh, b_hh, h0) -> (y, saved)`` and
+``backward(grad_y, y, saved, w_hh, h0) -> (grad_gi, grad_gh, grad_h0)`` with the semantics of
+docs/contracts.md. Inputs are made contiguous here; the kernel runs on
+``torch.get_num_threads()`` std::threads with the GIL released.
+
+Large outputs (>= 1 MiB) come from a small pool of recycled storages: a storage is handed out
+again only when nothing but the pool refers to it any more (storage use count 1), so a tensor
+still held by autograd or by the caller is never overwritten. This saves the page faults of
+fresh large allocations (glibc maps every block > 32 MiB anew, e.g. saved at B=32, T=400,
+H=128 is 52 MB), which otherwise cost as much as the recurrence itself. ``BSP_FAST_GRU_POOL=0``
+turns it off; :func:`clear_buffer_pool` releases what it holds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+
+import torch
+from torch import Tensor
+
+try:
+    from bsp_fast import _gru_cpu as _ext
+except ImportError as exc:  # pragma: no cover - only without a build
+    _ext = None
+    _import_error = exc
+
+
+def _lib():
+    if _ext is None:
+        raise RuntimeError(
+            "bsp_fast._gru_cpu is not built: run `pip install .` or "
+            "`python setup.py build_ext --inplace` in the source tree"
+        ) from _import_error
+    return _ext
+
+
+_POOL_ENABLED = os.environ.get("BSP_FAST_GRU_POOL", "1") != "0"
+_POOL_MIN_BYTES = 1 << 20
+_POOL_MAX_PER_SIZE = 6
+_POOL_MAX_BYTES = int(float(os.environ.get("BSP_FAST_GRU_POOL_MB", "2048")) * (1 << 20))
+_pool: dict[int, list[torch.UntypedStorage]] = {}
+_pool_bytes = 0
+_pool_lock = threading.Lock()
+
+
+def _in_use(s: torch.UntypedStorage) -> bool:
+    return torch._C._storage_Use_Count(s._cdata) != 1
+
+
+def clear_buffer_pool() -> None:
+    """Drops the pool's storages (those still in use stay alive with their tensors)."""
+    global _pool_bytes
+    with _pool_lock:
+        _pool.clear()
+        _pool_bytes = 0
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """torch.empty(shape, dtype=dtype) on CPU, from the recycling pool when large."""
+    global _pool_bytes
+    nbytes = math.prod(shape) * dtype.itemsize
+    if not _POOL_ENABLED or nbytes < _POOL_MIN_BYTES:
+        return torch.empty(shape, dtype=dtype)
+    with _pool_lock:
+        entries = _pool.setdefault(nbytes, [])
+        storage = next((s for s in entries if not _in_use(s)), None)
+        if storage is None:
+            if len(entries) >= _POOL_MAX_PER_SIZE or _pool_bytes + nbytes > _POOL_MAX_BYTES:
+                # full: forget the free storages of other sizes, then allocate outside the pool
+                for size, lst in _pool.items():
+                    free = [s for s in lst if not _in_use(s)]
+                    _pool_bytes -= size * len(free)
+                    lst[:] = [s for s in lst if _in_use(s)]
+                return torch.empty(shape, dtype=dtype)
+            storage = torch.UntypedStorage(nbytes)
+            entries.append(storage)
+            _pool_bytes += nbytes
+        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+
+
+def _c(t: Tensor) -> Tensor:
+    return t if t.is_contiguous() else t.contiguous()
+
+
+def forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
+    T, B, H = gi.shape[0], gi.shape[1], w_hh.shape[-1]
+    gi, w_hh, b_hh, h0 = _c(gi), _c(w_hh), _c(b_hh), _c(h0)
+    y = _empty((T, B, 2 * H), gi.dtype)
+    saved = _empty((T, B, 8 * H), gi.dtype)
+    _lib().forward(
+        gi.data_ptr(), w_hh.data_ptr(), b_hh.data_ptr(), h0.data_ptr(), y.data_ptr(), saved.data_ptr(),
+        T, B, H, gi.dtype == torch.float64, torch.get_num_threads(),
+    )
+    return y, saved
+
+
+def forward_inference(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:
+    """Like :func:`forward` but keeps no gates (no backward possible): returns y only."""
+    T, B, H = gi.shape[0], gi.shape[1], w_hh.shape[-1]
+    gi, w_hh, b_hh, h0 = _c(gi), _c(w_hh), _c(b_hh), _c(h0)
+    y = _empty((T, B, 2 * H), gi.dtype)
+    _lib().forward(
+        gi.data_ptr(), w_hh.data_ptr(), b_hh.data_ptr(), h0.data_ptr(), y.data_ptr(), 0,
+        T, B, H, gi.dtype == torch.float64, torch.get_num_threads(),
+    )
+    return y
+
+
+def backward(grad_y: Tensor, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    T, B, H = y.shape[0], y.shape[1], w_hh.shape[-1]
+    grad_y, y, saved, w_hh, h0 = _c(grad_y), _c(y), _c(saved), _c(w_hh), _c(h0)
+    grad_gi = _empty((T, B, 6 * H), y.dtype)
+    grad_gh = _empty((T, B, 6 * H), y.dtype)
+    grad_h0 = y.new_empty(2, B, H)
+    _lib().backward(
+        grad_y.data_ptr(), y.data_ptr(), saved.data_ptr(), w_hh.data_ptr(), h0.data_ptr(),
+        grad_gi.data_ptr(), grad_gh.data_ptr(), grad_h0.data_ptr(),
+        T, B, H, y.dtype == torch.float64, torch.get_num_threads(),
+    )
+    return grad_gi, grad_gh, grad_h0

@@ -1,0 +1,244 @@
+"""The fused bi-GRU recurrence as torch custom ops (one layer, both directions).
+
+``bsp_fast::bigru_forward(gi, w_hh, b_hh, h0) -> (y, saved)`` and
+``bsp_fast::bigru_backward(grad_y, y, saved, w_hh, h0) -> (grad_gi, grad_gh, grad_h0)``, exactly as
+docs/contracts.md specifies (time-major, both directions in ORIGINAL time):
+
+    gi     [T, B, 6H]  x_t @ W_ih^T + b_ih; columns 0:3H direction 0, 3H:6H direction 1 (r, z, n)
+    w_hh   [2, 3H, H]  weight_hh_l{k}, weight_hh_l{k}_reverse
+    b_hh   [2, 3H]
+    h0     [2, B, H]
+    y      [T, B, 2H]  y[t, :, :H] forward state after x_0..x_t, y[t, :, H:] reverse state after x_{T-1}..x_t
+    saved  [T, B, 8H]  per direction d at d*4H: r, z, n (post-activation), hn = W_hn h_prev + b_hn
+
+plus ``bsp_fast::bigru_forward_inference(gi, w_hh, b_hh, h0) -> y`` (no gates kept, no autograd),
+which FusedBiGRU uses when no gradient is needed.
+
+``bigru_forward`` is differentiable (``register_autograd``): its backward runs ``bigru_backward``
+(the sequential part, in the compiled kernel) and then the recurrent weight and bias gradients as
+torch GEMMs/sums. ``saved`` is an internal buffer: no gradient flows through it.
+
+Kernels: CPU from :mod:`bsp_fast.gru.cpu_backend`; CUDA from :mod:`bsp_fast.gru.cuda_backend`
+(imported lazily on the first CUDA call; a clear RuntimeError if it or its compiled module is
+missing). Both backends expose ``forward(gi, w_hh, b_hh, h0)`` and ``backward(grad_y, y, saved,
+w_hh, h0)``; ``forward_inference`` is optional (else ``forward(...)[0]``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from bsp_fast.gru import cpu_backend
+
+__all__ = ["bigru_forward", "bigru_backward", "bigru_forward_inference", "recurrent_weight_grads"]
+
+
+# --------------------------------------------------------------------------------------------
+# argument checks (shared by the real kernels and the fake implementations)
+
+
+def _check_same(name: str, t: Tensor, ref: Tensor) -> None:
+    if t.dtype != ref.dtype:
+        raise TypeError(f"bsp_fast::bigru: {name} has dtype {t.dtype}, expected {ref.dtype} (like gi / y)")
+    if t.device != ref.device:
+        raise ValueError(f"bsp_fast::bigru: {name} is on {t.device}, expected {ref.device} (like gi / y)")
+
+
+def _check_shape(name: str, t: Tensor, shape: tuple) -> None:
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"bsp_fast::bigru: {name} must have shape {list(shape)}, got {list(t.shape)}")
+
+
+def _check_forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> tuple[int, int, int]:
+    if gi.dim() != 3:
+        raise ValueError(f"bsp_fast::bigru_forward: gi must be [T, B, 6H], got shape {list(gi.shape)}")
+    if w_hh.dim() != 3 or w_hh.shape[0] != 2:
+        raise ValueError(f"bsp_fast::bigru_forward: w_hh must be [2, 3H, H], got shape {list(w_hh.shape)}")
+    if gi.dtype not in (torch.float32, torch.float64) and gi.device.type == "cpu":
+        raise TypeError(f"bsp_fast::bigru_forward: the CPU kernel takes float32 or float64, got {gi.dtype}")
+    T, B = gi.shape[0], gi.shape[1]
+    H = w_hh.shape[2]
+    _check_shape("w_hh", w_hh, (2, 3 * H, H))
+    _check_shape("gi", gi, (T, B, 6 * H))
+    _check_shape("b_hh", b_hh, (2, 3 * H))
+    _check_shape("h0", h0, (2, B, H))
+    for name, t in (("w_hh", w_hh), ("b_hh", b_hh), ("h0", h0)):
+        _check_same(name, t, gi)
+    if T == 0 or B == 0 or H == 0:
+        raise ValueError(f"bsp_fast::bigru_forward: empty input (T={T}, B={B}, H={H})")
+    return T, B, H
+
+
+def _check_backward(grad_y: Tensor, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor) -> tuple[int, int, int]:
+    if y.dim() != 3 or w_hh.dim() != 3:
+        raise ValueError("bsp_fast::bigru_backward: y must be [T, B, 2H] and w_hh [2, 3H, H]")
+    T, B = y.shape[0], y.shape[1]
+    H = w_hh.shape[2]
+    _check_shape("w_hh", w_hh, (2, 3 * H, H))
+    _check_shape("y", y, (T, B, 2 * H))
+    _check_shape("grad_y", grad_y, (T, B, 2 * H))
+    _check_shape("saved", saved, (T, B, 8 * H))
+    _check_shape("h0", h0, (2, B, H))
+    for name, t in (("grad_y", grad_y), ("saved", saved), ("w_hh", w_hh), ("h0", h0)):
+        _check_same(name, t, y)
+    if T == 0 or B == 0 or H == 0:
+        raise ValueError(f"bsp_fast::bigru_backward: empty input (T={T}, B={B}, H={H})")
+    return T, B, H
+
+
+# --------------------------------------------------------------------------------------------
+# backends
+
+_cuda_backend_module = None
+
+
+def _cuda_backend():
+    global _cuda_backend_module
+    if _cuda_backend_module is None:
+        try:
+            from bsp_fast.gru import cuda_backend
+        except ImportError as exc:
+            raise RuntimeError(
+                "bsp_fast::bigru on CUDA needs bsp_fast/gru/cuda_backend.py and the compiled module "
+                "bsp_fast._gru_cuda (built by `pip install .` where nvcc is found); it could not be "
+                f"imported: {exc}"
+            ) from exc
+        _cuda_backend_module = cuda_backend
+    return _cuda_backend_module
+
+
+# --------------------------------------------------------------------------------------------
+# the ops
+
+
+@torch.library.custom_op("bsp_fast::bigru_forward", mutates_args=())
+def bigru_forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
+    raise NotImplementedError(f"bsp_fast::bigru_forward has no kernel for device {gi.device.type!r} (cpu, cuda)")
+
+
+@torch.library.custom_op("bsp_fast::bigru_backward", mutates_args=())
+def bigru_backward(grad_y: Tensor, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    raise NotImplementedError(f"bsp_fast::bigru_backward has no kernel for device {y.device.type!r} (cpu, cuda)")
+
+
+@torch.library.custom_op("bsp_fast::bigru_forward_inference", mutates_args=())
+def bigru_forward_inference(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:
+    raise NotImplementedError(
+        f"bsp_fast::bigru_forward_inference has no kernel for device {gi.device.type!r} (cpu, cuda)"
+    )
+
+
+# CPU
+
+
+@bigru_forward.register_kernel("cpu")
+def _forward_cpu(gi, w_hh, b_hh, h0):
+    _check_forward(gi, w_hh, b_hh, h0)
+    return cpu_backend.forward(gi, w_hh, b_hh, h0)
+
+
+@bigru_backward.register_kernel("cpu")
+def _backward_cpu(grad_y, y, saved, w_hh, h0):
+    _check_backward(grad_y, y, saved, w_hh, h0)
+    return cpu_backend.backward(grad_y, y, saved, w_hh, h0)
+
+
+@bigru_forward_inference.register_kernel("cpu")
+def _forward_inference_cpu(gi, w_hh, b_hh, h0):
+    _check_forward(gi, w_hh, b_hh, h0)
+    return cpu_backend.forward_inference(gi, w_hh, b_hh, h0)
+
+
+# CUDA (bsp_fast/gru/cuda_backend.py, imported on first use)
+
+
+@bigru_forward.register_kernel("cuda")
+def _forward_cuda(gi, w_hh, b_hh, h0):
+    _check_forward(gi, w_hh, b_hh, h0)
+    return _cuda_backend().forward(gi, w_hh, b_hh, h0)
+
+
+@bigru_backward.register_kernel("cuda")
+def _backward_cuda(grad_y, y, saved, w_hh, h0):
+    _check_backward(grad_y, y, saved, w_hh, h0)
+    return _cuda_backend().backward(grad_y, y, saved, w_hh, h0)
+
+
+@bigru_forward_inference.register_kernel("cuda")
+def _forward_inference_cuda(gi, w_hh, b_hh, h0):
+    _check_forward(gi, w_hh, b_hh, h0)
+    backend = _cuda_backend()
+    if hasattr(backend, "forward_inference"):
+        return backend.forward_inference(gi, w_hh, b_hh, h0)
+    return backend.forward(gi, w_hh, b_hh, h0)[0]
+
+
+# fake (meta) implementations: shapes only, for torch.compile / FakeTensor
+
+
+@bigru_forward.register_fake
+def _forward_fake(gi, w_hh, b_hh, h0):
+    T, B, H = _check_forward(gi, w_hh, b_hh, h0)
+    return gi.new_empty(T, B, 2 * H), gi.new_empty(T, B, 8 * H)
+
+
+@bigru_backward.register_fake
+def _backward_fake(grad_y, y, saved, w_hh, h0):
+    T, B, H = _check_backward(grad_y, y, saved, w_hh, h0)
+    return y.new_empty(T, B, 6 * H), y.new_empty(T, B, 6 * H), y.new_empty(2, B, H)
+
+
+@bigru_forward_inference.register_fake
+def _forward_inference_fake(gi, w_hh, b_hh, h0):
+    T, B, H = _check_forward(gi, w_hh, b_hh, h0)
+    return gi.new_empty(T, B, 2 * H)
+
+
+# --------------------------------------------------------------------------------------------
+# autograd
+
+
+def recurrent_weight_grads(grad_gh: Tensor, y: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
+    """dW_hh [2, 3H, H] and db_hh [2, 3H] from grad_gh [T, B, 6H] (torch GEMMs over all T*B rows).
+
+    h_prev of direction 0 at t is h0[0] (t = 0) or y[t-1, :, :H]; of direction 1 it is h0[1]
+    (t = T-1) or y[t+1, :, H:].
+    """
+    T, B, H = y.shape[0], y.shape[1], h0.shape[-1]
+    g = grad_gh.view(T, B, 2, 3 * H)
+    g0, g1 = g[:, :, 0], g[:, :, 1]
+    dw0 = torch.mm(g0[0].t(), h0[0])
+    dw1 = torch.mm(g1[T - 1].t(), h0[1])
+    if T > 1:
+        dw0 = torch.addmm(dw0, g0[1:].reshape(-1, 3 * H).t(), y[:-1, :, :H].reshape(-1, H))
+        dw1 = torch.addmm(dw1, g1[:-1].reshape(-1, 3 * H).t(), y[1:, :, H:].reshape(-1, H))
+    db = grad_gh.reshape(T * B, 6 * H).sum(0).view(2, 3 * H)
+    return torch.stack([dw0, dw1]), db
+
+
+def _setup_context(ctx, inputs, output):
+    gi, w_hh, b_hh, h0 = inputs
+    y, saved = output
+    ctx.save_for_backward(y, saved, w_hh, h0)
+    ctx.mark_non_differentiable(saved)
+
+
+def _backward(ctx, grad_y, grad_saved):
+    y, saved, w_hh, h0 = ctx.saved_tensors
+    if grad_y is None:
+        grad_y = torch.zeros_like(y)
+    grad_gi, grad_gh, grad_h0 = bigru_backward(grad_y, y, saved, w_hh, h0)
+    need = ctx.needs_input_grad
+    grad_w_hh = grad_b_hh = None
+    if need[1] or need[2]:
+        grad_w_hh, grad_b_hh = recurrent_weight_grads(grad_gh, y, h0)
+    return (
+        grad_gi if need[0] else None,
+        grad_w_hh if need[1] else None,
+        grad_b_hh if need[2] else None,
+        grad_h0 if need[3] else None,
+    )
+
+
+bigru_forward.register_autograd(_backward, setup_context=_setup_context)

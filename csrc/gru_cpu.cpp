@@ -1,0 +1,181 @@
+// bsp_fast._gru_cpu: the fused bidirectional GRU recurrence on CPU (pybind11, no libtorch).
+//
+// Python (bsp_fast/gru/cpu_backend.py) allocates every tensor with torch and passes raw data
+// pointers (ints), the sizes, the dtype and the thread count (torch.get_num_threads()). The work
+// is split into (direction x batch tile) tasks, each running the whole time loop on its own rows
+// (the batch rows of a GRU are independent, so no barrier per step is needed). Threads are plain
+// std::threads (no OpenMP runtime of our own next to torch's), the calling thread takes part, and
+// the GIL is released for the whole call.
+
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "gru_cpu_common.h"
+
+namespace py = pybind11;
+using namespace bsp_fast_gru;
+
+namespace {
+
+enum class Isa { base, avx2, avx512 };
+
+Isa detect_isa() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+#endif
+  return Isa::base;
+}
+
+Isa g_isa = detect_isa();
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "base";
+  }
+}
+
+template <typename Args>
+void call_forward(const Args& a, int d, int b0, int b1) {
+  switch (g_isa) {
+#if defined(__x86_64__) || defined(__i386__)
+    case Isa::avx512: avx512::forward_task(a, d, b0, b1); return;
+    case Isa::avx2: avx2::forward_task(a, d, b0, b1); return;
+#endif
+    default: base::forward_task(a, d, b0, b1); return;
+  }
+}
+
+template <typename Args>
+void call_backward(const Args& a, int d, int b0, int b1) {
+  switch (g_isa) {
+#if defined(__x86_64__) || defined(__i386__)
+    case Isa::avx512: avx512::backward_task(a, d, b0, b1); return;
+    case Isa::avx2: avx2::backward_task(a, d, b0, b1); return;
+#endif
+    default: base::backward_task(a, d, b0, b1); return;
+  }
+}
+
+// Runs fn(direction, b0, b1) over 2 x ntiles tasks on at most `nthreads` threads (the caller's
+// thread included). Tasks all have about the same cost, so they are dealt out statically.
+template <typename Fn>
+void run_tasks(int B, int nthreads, Fn fn) {
+  nthreads = std::max(1, nthreads);
+  // Tiles per direction: one per two threads when the count is even (2 tasks per pair of
+  // threads), else one per thread (each thread then runs one tile of each direction).
+  int ntiles = nthreads == 1 ? 1 : (nthreads % 2 == 0 ? nthreads / 2 : nthreads);
+  ntiles = std::max(1, std::min(ntiles, (B + 3) / 4));  // at least 4 rows per tile
+  const int ntasks = 2 * ntiles;
+  auto task = [&](int k) {
+    const int d = k % 2, tile = k / 2;
+    const int b0 = (int)((long)B * tile / ntiles), b1 = (int)((long)B * (tile + 1) / ntiles);
+    fn(d, b0, b1);
+  };
+  const int nth = std::min(nthreads, ntasks);
+  if (nth <= 1) {
+    for (int k = 0; k < ntasks; ++k) task(k);
+    return;
+  }
+  std::vector<std::thread> threads;
+  threads.reserve(nth - 1);
+  int started = 1;
+  try {
+    for (int th = 1; th < nth; ++th) {
+      threads.emplace_back([&, th] {
+        for (int k = th; k < ntasks; k += nth) task(k);
+      });
+      ++started;
+    }
+  } catch (const std::system_error&) {
+    // could not start more threads: the ones that did not start are run here below
+  }
+  for (int k = 0; k < ntasks; k += nth) task(k);
+  for (int th = started; th < nth; ++th)
+    for (int k = th; k < ntasks; k += nth) task(k);
+  for (auto& t : threads) t.join();
+}
+
+void check_sizes(int T, int B, int H) {
+  if (T <= 0 || B <= 0 || H <= 0)
+    throw std::invalid_argument("bsp_fast._gru_cpu: T, B and H must be positive, got T=" + std::to_string(T) +
+                                " B=" + std::to_string(B) + " H=" + std::to_string(H));
+}
+
+template <typename T>
+void forward_t(uintptr_t gi, uintptr_t w_hh, uintptr_t b_hh, uintptr_t h0, uintptr_t y, uintptr_t saved, int T_,
+               int B, int H, int nthreads) {
+  FwdArgs<T> a{reinterpret_cast<const T*>(gi), reinterpret_cast<const T*>(w_hh), reinterpret_cast<const T*>(b_hh),
+               reinterpret_cast<const T*>(h0), reinterpret_cast<T*>(y), reinterpret_cast<T*>(saved), T_, B, H};
+  run_tasks(B, nthreads, [&](int d, int b0, int b1) { call_forward(a, d, b0, b1); });
+}
+
+template <typename T>
+void backward_t(uintptr_t grad_y, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0, uintptr_t grad_gi,
+                uintptr_t grad_gh, uintptr_t grad_h0, int T_, int B, int H, int nthreads) {
+  BwdArgs<T> a{reinterpret_cast<const T*>(grad_y), reinterpret_cast<const T*>(y),  reinterpret_cast<const T*>(saved),
+               reinterpret_cast<const T*>(w_hh),   reinterpret_cast<const T*>(h0), reinterpret_cast<T*>(grad_gi),
+               reinterpret_cast<T*>(grad_gh),      reinterpret_cast<T*>(grad_h0), T_, B, H};
+  run_tasks(B, nthreads, [&](int d, int b0, int b1) { call_backward(a, d, b0, b1); });
+}
+
+void forward(uintptr_t gi, uintptr_t w_hh, uintptr_t b_hh, uintptr_t h0, uintptr_t y, uintptr_t saved, int T_, int B,
+             int H, bool is_double, int nthreads) {
+  check_sizes(T_, B, H);
+  py::gil_scoped_release release;
+  if (is_double)
+    forward_t<double>(gi, w_hh, b_hh, h0, y, saved, T_, B, H, nthreads);
+  else
+    forward_t<float>(gi, w_hh, b_hh, h0, y, saved, T_, B, H, nthreads);
+}
+
+void backward(uintptr_t grad_y, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0, uintptr_t grad_gi,
+              uintptr_t grad_gh, uintptr_t grad_h0, int T_, int B, int H, bool is_double, int nthreads) {
+  check_sizes(T_, B, H);
+  if (!saved) throw std::invalid_argument("bsp_fast._gru_cpu.backward: saved gates are required");
+  py::gil_scoped_release release;
+  if (is_double)
+    backward_t<double>(grad_y, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, T_, B, H, nthreads);
+  else
+    backward_t<float>(grad_y, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, T_, B, H, nthreads);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_gru_cpu, m) {
+  m.doc() =
+      "Fused bidirectional GRU recurrence on CPU (raw pointers; tensors are allocated by torch in "
+      "bsp_fast/gru/cpu_backend.py). Layouts: docs/contracts.md.";
+  m.def("forward", &forward, py::arg("gi"), py::arg("w_hh"), py::arg("b_hh"), py::arg("h0"), py::arg("y"),
+        py::arg("saved"), py::arg("T"), py::arg("B"), py::arg("H"), py::arg("is_double"), py::arg("num_threads"),
+        "y[T,B,2H] and saved[T,B,8H] (saved may be 0 to skip keeping the gates) from gi[T,B,6H], "
+        "w_hh[2,3H,H], b_hh[2,3H], h0[2,B,H]; all C-contiguous.");
+  m.def("backward", &backward, py::arg("grad_y"), py::arg("y"), py::arg("saved"), py::arg("w_hh"), py::arg("h0"),
+        py::arg("grad_gi"), py::arg("grad_gh"), py::arg("grad_h0"), py::arg("T"), py::arg("B"), py::arg("H"),
+        py::arg("is_double"), py::arg("num_threads"),
+        "grad_gi[T,B,6H], grad_gh[T,B,6H], grad_h0[2,B,H] from grad_y[T,B,2H], y, saved, w_hh, h0.");
+  m.def("isa", [] { return std::string(isa_name(g_isa)); }, "instruction set the kernel dispatches to");
+  m.def(
+      "set_isa",
+      [](const std::string& name) {
+        Isa best = detect_isa();
+        Isa want = name == "avx512" ? Isa::avx512 : name == "avx2" ? Isa::avx2 : name == "base" ? Isa::base : best;
+        if (name != "avx512" && name != "avx2" && name != "base" && name != "auto")
+          throw std::invalid_argument("isa must be one of auto, avx512, avx2, base");
+        if ((int)want > (int)best) throw std::invalid_argument("this CPU does not support " + name);
+        g_isa = want;
+      },
+      py::arg("name"), "force an instruction set (testing): auto, avx512, avx2 or base");
+}

@@ -1,0 +1,61 @@
+// Shared declarations of the CPU GRU kernel (argument structs, per-instruction-set entry points).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+namespace bsp_fast_gru {
+
+template <typename S>
+struct FwdArgs {
+  const S* gi;     // [T, B, 6H]
+  const S* w_hh;   // [2, 3H, H]
+  const S* b_hh;   // [2, 3H]
+  const S* h0;     // [2, B, H]
+  S* y;            // [T, B, 2H]
+  S* saved;        // [T, B, 8H] or nullptr (inference: gates not kept)
+  int T, B, H;
+};
+
+template <typename S>
+struct BwdArgs {
+  const S* grad_y;  // [T, B, 2H]
+  const S* y;       // [T, B, 2H]
+  const S* saved;   // [T, B, 8H]
+  const S* w_hh;    // [2, 3H, H]
+  const S* h0;      // [2, B, H]
+  S* grad_gi;       // [T, B, 6H]
+  S* grad_gh;       // [T, B, 6H]
+  S* grad_h0;       // [2, B, H]
+  int T, B, H;
+};
+
+// 64-byte aligned, zero-filled scratch (std::bad_alloc on failure is never thrown from here:
+// the caller checks for nullptr through the kernels' own allocation helper below).
+inline void* aligned_buffer(size_t bytes) {
+  size_t n = (bytes + 63) / 64 * 64;
+  if (n == 0) n = 64;
+  void* p = std::aligned_alloc(64, n);
+  if (p) std::memset(p, 0, n);
+  else std::abort();
+  return p;
+}
+inline void aligned_free(void* p) { std::free(p); }
+
+#define BSPF_DECLARE_ISA(ns)                                             \
+  namespace ns {                                                         \
+  void forward_task(const FwdArgs<float>& a, int d, int b0, int b1);     \
+  void forward_task(const FwdArgs<double>& a, int d, int b0, int b1);    \
+  void backward_task(const BwdArgs<float>& a, int d, int b0, int b1);    \
+  void backward_task(const BwdArgs<double>& a, int d, int b0, int b1);   \
+  }
+
+BSPF_DECLARE_ISA(avx512)
+BSPF_DECLARE_ISA(avx2)
+BSPF_DECLARE_ISA(base)
+
+}  // namespace bsp_fast_gru

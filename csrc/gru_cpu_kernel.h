@@ -1,0 +1,374 @@
+// Fused bidirectional GRU recurrence on CPU: the per-(direction, batch tile) workers.
+//
+// This header is included by one translation unit per instruction set (gru_cpu_avx512.cpp,
+// gru_cpu_avx2.cpp, gru_cpu_base.cpp). Each of them defines BSPF_VBYTES (the SIMD width in
+// bytes) and BSPF_NS (a namespace name) and switches the instruction set with
+// `#pragma GCC target(...)` AFTER including the standard headers, so only the code below is
+// compiled for that instruction set; gru_cpu.cpp picks one at run time (__builtin_cpu_supports).
+// Everything here has internal linkage except the two entry points per dtype, so no ODR clash
+// between the instruction-set variants is possible.
+//
+// Layouts (see docs/contracts.md): gi [T, B, 6H], y [T, B, 2H], saved [T, B, 8H] (per direction
+// r, z, n, hn), w_hh [2, 3H, H], b_hh [2, 3H], h0 [2, B, H]; grad_gi / grad_gh [T, B, 6H].
+//
+// The per-step GEMM (h [Bt x H] @ W_hh^T [H x 3H] forward, g [Bt x 3H] @ W_hh [3H x H] backward)
+// uses W packed once per call into panels of NR = 2 SIMD vectors ([panel][k][NR], zero padded)
+// and an MR x NR register-blocked micro-kernel written with GCC vector extensions.
+
+#ifndef BSPF_VBYTES
+#error "define BSPF_VBYTES before including gru_cpu_kernel.h"
+#endif
+
+#include "gru_cpu_common.h"
+
+namespace bsp_fast_gru {
+namespace BSPF_NS {
+namespace {
+
+template <typename T>
+struct Simd {
+  typedef T V __attribute__((vector_size(BSPF_VBYTES)));
+  static constexpr int VL = BSPF_VBYTES / sizeof(T);
+  static constexpr int NR = 2 * VL;
+  static constexpr int MR = BSPF_VBYTES == 64 ? 8 : 6;
+};
+
+template <typename V, typename T>
+inline __attribute__((always_inline)) V vload(const T* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V, typename T>
+inline __attribute__((always_inline)) void vstore(T* p, V v) {
+  __builtin_memcpy(p, &v, sizeof(V));
+}
+template <typename V, typename T>
+inline __attribute__((always_inline)) V vloadn(const T* p, int n) {
+  V v = {};
+  __builtin_memcpy(&v, p, sizeof(T) * n);
+  return v;
+}
+template <typename V, typename T>
+inline __attribute__((always_inline)) void vstoren(T* p, V v, int n) {
+  __builtin_memcpy(p, &v, sizeof(T) * n);
+}
+
+// ---- transcendental functions -------------------------------------------------------------
+// float: Cephes-style expf (about 1 ulp) and tanhf (odd polynomial near 0, exp form elsewhere),
+// vectorised; double: the libm functions lane by lane (double is for tests and gradcheck).
+
+typedef float VF __attribute__((vector_size(BSPF_VBYTES)));
+typedef int VI __attribute__((vector_size(BSPF_VBYTES)));
+
+inline __attribute__((always_inline)) VF vexp(VF x) {
+  const VF hi = VF{} + 88.3762626647949f, lo = VF{} - 87.3365447504f;
+  x = x > hi ? hi : x;
+  x = x < lo ? lo : x;
+  // k = round(x / ln 2) with the 1.5 * 2^23 trick (|k| < 2^22): the low bits of tf are k
+  const VF magic = VF{} + 12582912.0f;
+  const VF tf = x * 1.44269504088896341f + magic;
+  const VF fx = tf - magic;
+  const VI i = (VI)tf - (VI)magic;
+  x = x - fx * 0.693359375f;
+  x = x - fx * -2.12194440e-4f;
+  VF y = VF{} + 1.9875691500E-4f;
+  y = y * x + 1.3981999507E-3f;
+  y = y * x + 8.3334519073E-3f;
+  y = y * x + 4.1665795894E-2f;
+  y = y * x + 1.6666665459E-1f;
+  y = y * x + 5.0000001201E-1f;
+  y = y * (x * x) + x + 1.0f;
+  VI e = (i + 127) << 23;
+  return y * (VF)e;
+}
+
+inline __attribute__((always_inline)) VF vsigmoid(VF x) { return 1.0f / (1.0f + vexp(-x)); }
+
+inline __attribute__((always_inline)) VF vtanh(VF x) {
+  VF ax = x < 0.0f ? -x : x;
+  // |x| >= 0.625: 1 - 2 / (exp(2|x|) + 1), with the sign of x
+  VF big = 1.0f - 2.0f / (vexp(ax + ax) + 1.0f);
+  big = x < 0.0f ? -big : big;
+  // |x| < 0.625: Cephes polynomial
+  VF z = x * x;
+  VF p = VF{} - 5.70498872745E-3f;
+  p = p * z + 2.06390887954E-2f;
+  p = p * z - 5.37397155531E-2f;
+  p = p * z + 1.33314422036E-1f;
+  p = p * z - 3.33332819422E-1f;
+  VF small = x + x * z * p;
+  return ax < 0.625f ? small : big;
+}
+
+template <typename T>
+struct Act;
+template <>
+struct Act<float> {
+  typedef VF V;
+  static inline __attribute__((always_inline)) V sigmoid(V x) { return vsigmoid(x); }
+  static inline __attribute__((always_inline)) V tanh(V x) { return vtanh(x); }
+};
+template <>
+struct Act<double> {
+  typedef Simd<double>::V V;
+  static inline __attribute__((always_inline)) V sigmoid(V x) {
+    for (int l = 0; l < Simd<double>::VL; ++l) x[l] = 1.0 / (1.0 + std::exp(-x[l]));
+    return x;
+  }
+  static inline __attribute__((always_inline)) V tanh(V x) {
+    for (int l = 0; l < Simd<double>::VL; ++l) x[l] = std::tanh(x[l]);
+    return x;
+  }
+};
+
+// ---- packing and GEMM ----------------------------------------------------------------------
+
+// Bp[p][k][NR] = B[k][p*NR + j], zero for columns >= N. B given by element strides (rs, cs).
+template <typename T>
+void pack_b(const T* B, long rs, long cs, int K, int N, T* Bp) {
+  constexpr int NR = Simd<T>::NR;
+  const int np = (N + NR - 1) / NR;
+  for (int p = 0; p < np; ++p)
+    for (int k = 0; k < K; ++k) {
+      T* dst = Bp + ((long)p * K + k) * NR;
+      for (int j = 0; j < NR; ++j) {
+        const int c = p * NR + j;
+        dst[j] = c < N ? B[k * rs + (long)c * cs] : T(0);
+      }
+    }
+}
+
+// C[M x NR] (+)= A[M x K] @ panel[K x NR]; C has row stride ldc (padded, full NR columns valid).
+template <typename T, int M, bool ACC>
+inline __attribute__((always_inline)) void micro(const T* __restrict A, long lda, const T* __restrict Bp, int K,
+                                                 T* __restrict C, long ldc) {
+  typedef typename Simd<T>::V V;
+  constexpr int VL = Simd<T>::VL;
+  constexpr int NR = Simd<T>::NR;
+  V c0[M], c1[M];
+  if (ACC) {
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) {
+      c0[i] = vload<V>(C + i * ldc);
+      c1[i] = vload<V>(C + i * ldc + VL);
+    }
+  } else {
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) c0[i] = c1[i] = V{};
+  }
+  for (int k = 0; k < K; ++k) {
+    const V b0 = vload<V>(Bp + (long)k * NR);
+    const V b1 = vload<V>(Bp + (long)k * NR + VL);
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) {
+      const V a = V{} + A[i * lda + k];
+      c0[i] += a * b0;
+      c1[i] += a * b1;
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) {
+    vstore(C + i * ldc, c0[i]);
+    vstore(C + i * ldc + VL, c1[i]);
+  }
+}
+
+template <typename T, bool ACC>
+void gemm(const T* A, long lda, int M, int K, const T* Bp, int np, T* C, long ldc) {
+  constexpr int NR = Simd<T>::NR;
+  constexpr int MR = Simd<T>::MR;
+  for (int p = 0; p < np; ++p) {
+    const T* panel = Bp + (long)p * K * NR;
+    T* Cp = C + p * NR;
+    int i = 0;
+    for (; i + MR <= M; i += MR) micro<T, MR, ACC>(A + i * lda, lda, panel, K, Cp + i * ldc, ldc);
+    const int rem = M - i;
+    const T* Ai = A + i * lda;
+    T* Ci = Cp + i * ldc;
+    switch (rem) {
+      case 0: break;
+      case 1: micro<T, 1, ACC>(Ai, lda, panel, K, Ci, ldc); break;
+      case 2: micro<T, 2, ACC>(Ai, lda, panel, K, Ci, ldc); break;
+      case 3: micro<T, 3, ACC>(Ai, lda, panel, K, Ci, ldc); break;
+      case 4: micro<T, 4, ACC>(Ai, lda, panel, K, Ci, ldc); break;
+      case 5: micro<T, 5, ACC>(Ai, lda, panel, K, Ci, ldc); break;
+      case 6: micro<T, 6, ACC>(Ai, lda, panel, K, Ci, ldc); break;
+      default:
+        if constexpr (MR > 7) {
+          if (rem == 7) micro<T, 7, ACC>(Ai, lda, panel, K, Ci, ldc);
+        }
+        break;
+    }
+  }
+}
+
+inline long round_up(long n, long m) { return (n + m - 1) / m * m; }
+
+// ---- forward ------------------------------------------------------------------------------
+
+template <typename T>
+void forward_task_impl(const FwdArgs<T>& a, int d, int b0, int b1) {
+  typedef typename Act<T>::V V;
+  constexpr int VL = Simd<T>::VL;
+  constexpr int NR = Simd<T>::NR;
+  const int T_ = a.T, B = a.B, H = a.H, M = b1 - b0;
+  if (M <= 0) return;
+  const int N = 3 * H;
+  const int np = (N + NR - 1) / NR;
+  // gh rows: the NR-wide panels, padded so that full-vector loads of the n block stay inside
+  const long ldc = std::max<long>((long)np * NR, 2L * H + round_up(H, VL));
+  T* Wp = static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)np * NR * H));
+  T* gh = static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)ldc * M));
+  // B[k][j] = W_hh^T[k][j] = W_hh[d][j][k]
+  pack_b<T>(a.w_hh + (long)d * N * H, 1, H, H, N, Wp);
+  const T* bias = a.b_hh + (long)d * N;
+  for (int s = 0; s < T_; ++s) {
+    const int t = d == 0 ? s : T_ - 1 - s;
+    const T* hp;
+    long ldh;
+    if (s == 0) {
+      hp = a.h0 + ((long)d * B + b0) * H;
+      ldh = H;
+    } else {
+      const int tp = d == 0 ? t - 1 : t + 1;
+      hp = a.y + ((long)tp * B + b0) * 2 * H + (long)d * H;
+      ldh = 2L * H;
+    }
+    gemm<T, false>(hp, ldh, M, H, Wp, np, gh, ldc);
+    for (int i = 0; i < M; ++i) {
+      const long row = (long)t * B + b0 + i;
+      const T* gir = a.gi + row * 6 * H + (long)d * N;
+      const T* ghr = gh + i * ldc;
+      const T* hpr = hp + i * ldh;
+      T* yr = a.y + row * 2 * H + (long)d * H;
+      T* sr = a.saved ? a.saved + row * 8 * H + (long)d * 4 * H : nullptr;
+      for (int j = 0; j < H; j += VL) {
+        const int n = H - j < VL ? H - j : VL;
+        V xr, xz, xn, hr, hz, hn, br, bz, bn, h;
+        if (n == VL) {
+          xr = vload<V>(gir + j); xz = vload<V>(gir + H + j); xn = vload<V>(gir + 2 * H + j);
+          br = vload<V>(bias + j); bz = vload<V>(bias + H + j); bn = vload<V>(bias + 2 * H + j);
+          h = vload<V>(hpr + j);
+        } else {
+          xr = vloadn<V>(gir + j, n); xz = vloadn<V>(gir + H + j, n); xn = vloadn<V>(gir + 2 * H + j, n);
+          br = vloadn<V>(bias + j, n); bz = vloadn<V>(bias + H + j, n); bn = vloadn<V>(bias + 2 * H + j, n);
+          h = vloadn<V>(hpr + j, n);
+        }
+        hr = vload<V>(ghr + j); hz = vload<V>(ghr + H + j); hn = vload<V>(ghr + 2 * H + j);
+        // (gh rows are padded; lanes past H only ever reach the partial stores' ignored lanes)
+        const V r = Act<T>::sigmoid(xr + hr + br);
+        const V z = Act<T>::sigmoid(xz + hz + bz);
+        const V hnb = hn + bn;
+        const V nn = Act<T>::tanh(xn + r * hnb);
+        const V hnew = nn + z * (h - nn);
+        if (n == VL) {
+          vstore(yr + j, hnew);
+          if (sr) {
+            vstore(sr + j, r); vstore(sr + H + j, z); vstore(sr + 2 * H + j, nn); vstore(sr + 3 * H + j, hnb);
+          }
+        } else {
+          vstoren(yr + j, hnew, n);
+          if (sr) {
+            vstoren(sr + j, r, n); vstoren(sr + H + j, z, n); vstoren(sr + 2 * H + j, nn, n);
+            vstoren(sr + 3 * H + j, hnb, n);
+          }
+        }
+      }
+    }
+  }
+  aligned_free(gh);
+  aligned_free(Wp);
+}
+
+// ---- backward -----------------------------------------------------------------------------
+
+template <typename T>
+void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1) {
+  typedef typename Act<T>::V V;
+  constexpr int VL = Simd<T>::VL;
+  constexpr int NR = Simd<T>::NR;
+  const int T_ = a.T, B = a.B, H = a.H, M = b1 - b0;
+  if (M <= 0) return;
+  const int N3 = 3 * H;
+  const int np = (H + NR - 1) / NR;
+  const long ldc = (long)np * NR;
+  T* Wp = static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)np * NR * N3));
+  T* carry = static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)ldc * M));
+  for (long i = 0; i < ldc * M; ++i) carry[i] = T(0);
+  // B[k][j] = W_hh[d][k][j], K = 3H, N = H
+  pack_b<T>(a.w_hh + (long)d * N3 * H, H, 1, N3, H, Wp);
+  for (int s = 0; s < T_; ++s) {
+    const int t = d == 0 ? T_ - 1 - s : s;
+    const T* hp;
+    long ldh;
+    const bool first = d == 0 ? t == 0 : t == T_ - 1;
+    if (first) {
+      hp = a.h0 + ((long)d * B + b0) * H;
+      ldh = H;
+    } else {
+      const int tp = d == 0 ? t - 1 : t + 1;
+      hp = a.y + ((long)tp * B + b0) * 2 * H + (long)d * H;
+      ldh = 2L * H;
+    }
+    for (int i = 0; i < M; ++i) {
+      const long row = (long)t * B + b0 + i;
+      const T* gyr = a.grad_y + row * 2 * H + (long)d * H;
+      const T* sr = a.saved + row * 8 * H + (long)d * 4 * H;
+      const T* hpr = hp + i * ldh;
+      T* ggi = a.grad_gi + row * 6 * H + (long)d * N3;
+      T* ggh = a.grad_gh + row * 6 * H + (long)d * N3;
+      T* cr = carry + i * ldc;
+      for (int j = 0; j < H; j += VL) {
+        const int n = H - j < VL ? H - j : VL;
+        V gy, r, z, nn, hn, h;
+        const V c = vload<V>(cr + j);
+        if (n == VL) {
+          gy = vload<V>(gyr + j);
+          r = vload<V>(sr + j); z = vload<V>(sr + H + j); nn = vload<V>(sr + 2 * H + j); hn = vload<V>(sr + 3 * H + j);
+          h = vload<V>(hpr + j);
+        } else {
+          gy = vloadn<V>(gyr + j, n);
+          r = vloadn<V>(sr + j, n); z = vloadn<V>(sr + H + j, n); nn = vloadn<V>(sr + 2 * H + j, n);
+          hn = vloadn<V>(sr + 3 * H + j, n);
+          h = vloadn<V>(hpr + j, n);
+        }
+        const V dh = gy + c;
+        const V one = V{} + T(1);
+        const V dz = dh * (h - nn) * z * (one - z);
+        const V dn = dh * (one - z) * (one - nn * nn);
+        const V dr = dn * hn * r * (one - r);
+        const V dnr = dn * r;
+        const V cz = z * dh;
+        if (n == VL) {
+          vstore(ggi + j, dr); vstore(ggi + H + j, dz); vstore(ggi + 2 * H + j, dn);
+          vstore(ggh + j, dr); vstore(ggh + H + j, dz); vstore(ggh + 2 * H + j, dnr);
+        } else {
+          vstoren(ggi + j, dr, n); vstoren(ggi + H + j, dz, n); vstoren(ggi + 2 * H + j, dn, n);
+          vstoren(ggh + j, dr, n); vstoren(ggh + H + j, dz, n); vstoren(ggh + 2 * H + j, dnr, n);
+        }
+        vstore(cr + j, cz);  // carry rows are padded: lanes >= H are garbage-free zeros times zeros
+      }
+    }
+    // carry = z * dh + grad_gh[t] @ W_hh
+    const T* A = a.grad_gh + ((long)t * B + b0) * 6 * H + (long)d * N3;
+    gemm<T, true>(A, 6L * H, M, N3, Wp, np, carry, ldc);
+  }
+  for (int i = 0; i < M; ++i) {
+    T* dst = a.grad_h0 + ((long)d * B + b0 + i) * H;
+    const T* cr = carry + i * ldc;
+    for (int j = 0; j < H; ++j) dst[j] = cr[j];
+  }
+  aligned_free(carry);
+  aligned_free(Wp);
+}
+
+}  // namespace
+
+void forward_task(const FwdArgs<float>& a, int d, int b0, int b1) { forward_task_impl<float>(a, d, b0, b1); }
+void forward_task(const FwdArgs<double>& a, int d, int b0, int b1) { forward_task_impl<double>(a, d, b0, b1); }
+void backward_task(const BwdArgs<float>& a, int d, int b0, int b1) { backward_task_impl<float>(a, d, b0, b1); }
+void backward_task(const BwdArgs<double>& a, int d, int b0, int b1) { backward_task_impl<double>(a, d, b0, b1); }
+
+}  // namespace BSPF_NS
+}  // namespace bsp_fast_gru

@@ -1,0 +1,197 @@
+"""The bsp_fast::bigru_* custom ops: reference parity, gradcheck, opcheck, threads, instruction sets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from bsp_fast import _gru_cpu
+from bsp_fast.gru import FusedBiGRU, bigru_backward, bigru_forward, bigru_forward_inference, bigru_layer_reference
+
+
+def _inputs(T, B, H, dtype=torch.float32, seed=0, requires_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    gi = torch.randn(T, B, 6 * H, generator=g, dtype=dtype)
+    w_hh = torch.randn(2, 3 * H, H, generator=g, dtype=dtype) / H**0.5
+    b_hh = torch.randn(2, 3 * H, generator=g, dtype=dtype) * 0.1
+    h0 = torch.randn(2, B, H, generator=g, dtype=dtype) * 0.5
+    return [t.requires_grad_(requires_grad) for t in (gi, w_hh, b_hh, h0)]
+
+
+@pytest.mark.parametrize("T,B,H", [(1, 1, 4), (7, 3, 17), (50, 67, 32), (20, 5, 128)])
+def test_forward_matches_reference(T, B, H):
+    args = _inputs(T, B, H, seed=T + B + H)
+    y, saved = bigru_forward(*args)
+    ey, esaved = bigru_layer_reference(*args)
+    torch.testing.assert_close(y, ey, rtol=1e-5, atol=2e-6)
+    torch.testing.assert_close(saved, esaved, rtol=1e-5, atol=2e-6)
+    torch.testing.assert_close(bigru_forward_inference(*args), y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("T,B,H", [(1, 2, 3), (9, 3, 17), (30, 10, 40)])
+def test_backward_matches_reference_autograd(T, B, H):
+    args = _inputs(T, B, H, seed=1, requires_grad=True)
+    gy = torch.randn(T, B, 2 * H)
+    y, _ = bigru_forward(*args)
+    got = torch.autograd.grad(y, args, gy)
+    ey, _ = bigru_layer_reference(*args)
+    want = torch.autograd.grad(ey, args, gy)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+
+
+def test_backward_op_outputs():
+    """grad_gi / grad_gh / grad_h0 of bigru_backward against the reference's autograd."""
+    T, B, H = 6, 4, 5
+    gi, w_hh, b_hh, h0 = _inputs(T, B, H, dtype=torch.float64, seed=3)
+    y, saved = bigru_forward(gi, w_hh, b_hh, h0)
+    gy = torch.randn(T, B, 2 * H, dtype=torch.float64)
+    grad_gi, grad_gh, grad_h0 = bigru_backward(gy, y, saved, w_hh, h0)
+    gi_, h0_ = gi.clone().requires_grad_(), h0.clone().requires_grad_()
+    ey, _ = bigru_layer_reference(gi_, w_hh, b_hh, h0_)
+    egi, eh0 = torch.autograd.grad(ey, (gi_, h0_), gy)
+    torch.testing.assert_close(grad_gi, egi)
+    torch.testing.assert_close(grad_h0, eh0)
+    # grad_gh = [dr, dz, dn * r]: equal to grad_gi in the r and z blocks
+    g = grad_gh.view(T, B, 2, 3, H)
+    torch.testing.assert_close(g[:, :, :, :2], grad_gi.view(T, B, 2, 3, H)[:, :, :, :2])
+    r = saved.view(T, B, 2, 4, H)[:, :, :, 0]
+    torch.testing.assert_close(g[:, :, :, 2], grad_gi.view(T, B, 2, 3, H)[:, :, :, 2] * r)
+
+
+def test_gradcheck_op_float64():
+    args = _inputs(4, 3, 3, dtype=torch.float64, seed=4, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: bigru_forward(*a)[0], args)
+
+
+def test_gradcheck_module_float64():
+    gru = FusedBiGRU(3, 2, 2).double()
+    names = [n for n, _ in gru.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in gru.parameters()]
+    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
+
+    def fn(x, h0, *ps):
+        out, hn = torch.func.functional_call(gru, dict(zip(names, ps)), (x, h0))
+        return out, hn
+
+    assert torch.autograd.gradcheck(fn, (x, h0, *params))
+
+
+def test_gradcheck_module_codes_float64():
+    gru = FusedBiGRU(4, 2, 1).double()
+    names = [n for n, _ in gru.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in gru.parameters()]
+    codes = torch.tensor([[0, 1, 4, 3, 2], [3, 3, 0, 4, 1]], dtype=torch.uint8)
+
+    def fn(*ps):
+        return torch.func.functional_call(gru, dict(zip(names, ps)), (codes,))[0]
+
+    assert torch.autograd.gradcheck(fn, params)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_opcheck_forward(requires_grad):
+    args = _inputs(5, 3, 4, seed=5, requires_grad=requires_grad)
+    torch.library.opcheck(torch.ops.bsp_fast.bigru_forward.default, args)
+    torch.library.opcheck(torch.ops.bsp_fast.bigru_forward_inference.default, [a.detach() for a in args])
+
+
+def test_opcheck_backward():
+    gi, w_hh, b_hh, h0 = _inputs(5, 3, 4, seed=6)
+    y, saved = bigru_forward(gi, w_hh, b_hh, h0)
+    gy = torch.randn_like(y)
+    torch.library.opcheck(torch.ops.bsp_fast.bigru_backward.default, (gy, y, saved, w_hh, h0))
+
+
+def test_op_argument_errors():
+    gi, w_hh, b_hh, h0 = _inputs(3, 2, 4)
+    with pytest.raises(ValueError, match="gi must have shape"):
+        bigru_forward(gi[..., :-1], w_hh, b_hh, h0)
+    with pytest.raises(ValueError, match="h0 must have shape"):
+        bigru_forward(gi, w_hh, b_hh, h0[:, :1])
+    with pytest.raises(TypeError, match="dtype"):
+        bigru_forward(gi, w_hh.double(), b_hh, h0)
+    with pytest.raises(ValueError, match=r"gi must be \[T, B, 6H\]"):
+        bigru_forward(gi[0], w_hh, b_hh, h0)
+
+
+@pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
+def test_instruction_set_variants_agree(isa):
+    best = _gru_cpu.isa()
+    order = ["base", "avx2", "avx512"]
+    if order.index(isa) > order.index(best):
+        pytest.skip(f"CPU has no {isa}")
+    args = _inputs(9, 7, 19, seed=7, requires_grad=True)
+    gy = torch.randn(9, 7, 38)
+    try:
+        _gru_cpu.set_isa(isa)
+        y, _ = bigru_forward(*args)
+        got = torch.autograd.grad(y, args, gy)
+    finally:
+        _gru_cpu.set_isa("auto")
+    ey, _ = bigru_layer_reference(*args)
+    want = torch.autograd.grad(ey, args, gy)
+    torch.testing.assert_close(y, ey, rtol=1e-5, atol=2e-6)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+
+
+def test_results_do_not_depend_on_thread_count():
+    args = _inputs(11, 37, 24, seed=8, requires_grad=True)
+    gy = torch.randn(11, 37, 48)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3, 4):
+            torch.set_num_threads(n)
+            y, _ = bigru_forward(*args)
+            results.append((y, *torch.autograd.grad(y, args, gy)))
+    finally:
+        torch.set_num_threads(before)
+    for r in results[1:]:
+        # the kernel's own outputs (y, grad gi, grad h0) are bitwise equal; the weight gradients
+        # are torch GEMMs/sums, whose summation order may depend on the thread count
+        for i in (0, 1, 4):
+            assert torch.equal(r[i], results[0][i])
+        for i in (2, 3):
+            torch.testing.assert_close(r[i], results[0][i])
+
+
+def test_interleaved_with_torch_ops_two_threads_no_hang():
+    """torch's OpenMP pool and the kernel's std::threads take turns in one process (2 threads)."""
+    code = textwrap.dedent(
+        """
+        import torch
+        from bsp_fast.gru import FusedBiGRU
+        torch.set_num_threads(2)
+        torch.manual_seed(0)
+        gru = FusedBiGRU(4, 32, 2)
+        codes = torch.randint(0, 5, (16, 40), dtype=torch.uint8)
+        a = torch.randn(256, 256)
+        first = None
+        for i in range(15):
+            b = a @ a.t()                                  # torch op (OpenMP pool)
+            out, hn = gru(codes)                           # fused op (std::threads)
+            c = torch.tanh(out).sum() + b.sum() * 0        # torch ops on the result
+            c.backward()                                   # fused backward + torch GEMMs
+            s = float(c)
+            first = s if first is None else first
+            assert s == first, (s, first)
+        print("ok", torch.get_num_threads())
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["ok", "2"]
+
+
+def test_no_openmp_runtime_linked():
+    import bsp_fast._gru_cpu as ext
+
+    out = subprocess.run(["ldd", ext.__file__], capture_output=True, text=True).stdout
+    assert "gomp" not in out and "libomp" not in out and "iomp" not in out
