@@ -15,9 +15,15 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "gru_cpu_common.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace py = pybind11;
 using namespace bsp_fast_gru;
@@ -152,6 +158,75 @@ void backward(uintptr_t grad_y, uintptr_t y, uintptr_t saved, uintptr_t w_hh, ui
     backward_t<float>(grad_y, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, T_, B, H, nthreads);
 }
 
+// grad_table[r, :] = sum of grad[i, :] over the rows i with codes[i] == r (codes 0..R-1, checked
+// by the caller): the backward of the one-hot input projection, without a GEMM or atomics.
+// Threads split the columns.
+template <typename T, typename C>
+void table_grad_t(const C* codes, long n, const T* grad, long F, T* out, int R, int nthreads) {
+  for (long i = 0; i < (long)R * F; ++i) out[i] = T(0);
+  auto work = [&](long c0, long c1) {
+    for (long i = 0; i < n; ++i) {
+      const long r = (long)codes[i];
+      if (r < 0 || r >= R) continue;
+      T* dst = out + r * F;
+      const T* src = grad + i * F;
+      for (long j = c0; j < c1; ++j) dst[j] += src[j];
+    }
+  };
+  int nth = std::max(1, std::min<int>(nthreads, (int)(F / 64)));
+  if ((double)n * F < 1e6) nth = 1;
+  if (nth == 1) {
+    work(0, F);
+    return;
+  }
+  std::vector<std::thread> threads;
+  auto range = [&](int k) { return std::make_pair(F * k / nth / 16 * 16, k + 1 == nth ? F : F * (k + 1) / nth / 16 * 16); };
+  int started = 1;
+  try {
+    for (int k = 1; k < nth; ++k) {
+      auto rg = range(k);
+      threads.emplace_back([&, rg] { work(rg.first, rg.second); });
+      ++started;
+    }
+  } catch (const std::system_error&) {
+  }
+  work(range(0).first, range(0).second);
+  for (int k = started; k < nth; ++k) work(range(k).first, range(k).second);
+  for (auto& t : threads) t.join();
+}
+
+void table_grad(uintptr_t codes, int code_bytes, long n, uintptr_t grad, long F, uintptr_t out, int R, bool is_double,
+                int nthreads) {
+  py::gil_scoped_release release;
+  auto run = [&](auto* g, auto* o) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(g)>>;
+    switch (code_bytes) {
+      case 1: table_grad_t<T>(reinterpret_cast<const uint8_t*>(codes), n, g, F, o, R, nthreads); break;
+      case 4: table_grad_t<T>(reinterpret_cast<const int32_t*>(codes), n, g, F, o, R, nthreads); break;
+      default: table_grad_t<T>(reinterpret_cast<const int64_t*>(codes), n, g, F, o, R, nthreads); break;
+    }
+  };
+  if (is_double)
+    run(reinterpret_cast<const double*>(grad), reinterpret_cast<double*>(out));
+  else
+    run(reinterpret_cast<const float*>(grad), reinterpret_cast<float*>(out));
+}
+
+// glibc malloc tuning (opt-in, process-wide): keep freed memory in the heap instead of giving it
+// back to the kernel after every large free, so that the next training step does not page-fault
+// its way through fresh memory again. Returns false where it is not glibc.
+bool tune_malloc(long mmap_threshold, long trim_threshold, long top_pad) {
+#if defined(__GLIBC__)
+  bool ok = mallopt(M_MMAP_THRESHOLD, (int)std::min<long>(mmap_threshold, 1L << 30)) == 1;
+  ok = mallopt(M_TRIM_THRESHOLD, (int)std::min<long>(trim_threshold, (1L << 31) - 1)) == 1 && ok;
+  ok = mallopt(M_TOP_PAD, (int)std::min<long>(top_pad, 1L << 30)) == 1 && ok;
+  return ok;
+#else
+  (void)mmap_threshold; (void)trim_threshold; (void)top_pad;
+  return false;
+#endif
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_gru_cpu, m) {
@@ -166,6 +241,11 @@ PYBIND11_MODULE(_gru_cpu, m) {
         py::arg("grad_gi"), py::arg("grad_gh"), py::arg("grad_h0"), py::arg("T"), py::arg("B"), py::arg("H"),
         py::arg("is_double"), py::arg("num_threads"),
         "grad_gi[T,B,6H], grad_gh[T,B,6H], grad_h0[2,B,H] from grad_y[T,B,2H], y, saved, w_hh, h0.");
+  m.def("table_grad", &table_grad, py::arg("codes"), py::arg("code_bytes"), py::arg("n"), py::arg("grad"),
+        py::arg("F"), py::arg("out"), py::arg("R"), py::arg("is_double"), py::arg("num_threads"),
+        "out[R, F] = per-code row sums of grad[n, F] (codes uint8 / int32 / int64, n of them)");
+  m.def("tune_malloc", &tune_malloc, py::arg("mmap_threshold"), py::arg("trim_threshold"), py::arg("top_pad"),
+        "glibc mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD / M_TOP_PAD); False where unsupported");
   m.def("isa", [] { return std::string(isa_name(g_isa)); }, "instruction set the kernel dispatches to");
   m.def(
       "set_isa",

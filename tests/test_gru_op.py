@@ -162,7 +162,7 @@ def test_results_do_not_depend_on_thread_count():
             torch.testing.assert_close(r[i], results[0][i])
 
 
-def test_interleaved_with_torch_ops_two_threads_no_hang():
+def test_interleaved_with_torch_ops_two_threads_no_hang(tmp_path):
     """torch's OpenMP pool and the kernel's std::threads take turns in one process (2 threads)."""
     code = textwrap.dedent(
         """
@@ -174,7 +174,7 @@ def test_interleaved_with_torch_ops_two_threads_no_hang():
         codes = torch.randint(0, 5, (16, 40), dtype=torch.uint8)
         a = torch.randn(256, 256)
         first = None
-        for i in range(15):
+        for i in range(8):
             b = a @ a.t()                                  # torch op (OpenMP pool)
             out, hn = gru(codes)                           # fused op (std::threads)
             c = torch.tanh(out).sum() + b.sum() * 0        # torch ops on the result
@@ -185,7 +185,9 @@ def test_interleaved_with_torch_ops_two_threads_no_hang():
         print("ok", torch.get_num_threads())
         """
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["ok", "2"]
 
@@ -195,3 +197,46 @@ def test_no_openmp_runtime_linked():
 
     out = subprocess.run(["ldd", ext.__file__], capture_output=True, text=True).stdout
     assert "gomp" not in out and "libomp" not in out and "iomp" not in out
+
+
+def test_projection_ops_opcheck_and_values():
+    from bsp_fast.gru.op import codes_projection, time_major_linear
+
+    codes = torch.randint(0, 5, (6, 3), dtype=torch.uint8)
+    table = torch.randn(5, 12, requires_grad=True)
+    torch.library.opcheck(torch.ops.bsp_fast.codes_projection.default, (codes, table))
+    out = codes_projection(codes, table)
+    torch.testing.assert_close(out, table[codes.long()])
+    g = torch.randn_like(out)
+    (gt,) = torch.autograd.grad(out, table, g)
+    torch.testing.assert_close(gt, torch.autograd.grad(table[codes.long()], table, g)[0])
+    x = torch.randn(6, 3, 4, requires_grad=True)
+    w = torch.randn(12, 4, requires_grad=True)
+    b = torch.randn(12, requires_grad=True)
+    torch.library.opcheck(torch.ops.bsp_fast.time_major_linear.default, (x, w, b))
+    torch.testing.assert_close(time_major_linear(x, w, b), torch.nn.functional.linear(x, w, b))
+
+
+def test_buffer_pool_never_overwrites_live_tensors():
+    """Large outputs are recycled storages: two forwards kept alive, then both backwards."""
+    from bsp_fast.gru import cpu_backend
+
+    ref = torch.nn.GRU(4, 64, 2, batch_first=True, bidirectional=True)
+    fused = FusedBiGRU(4, 64, 2)
+    fused.load_state_dict(ref.state_dict())
+    xs = [torch.randint(0, 5, (16, 70), dtype=torch.uint8) for _ in range(3)]
+    assert 70 * 16 * 8 * 64 * 4 >= cpu_backend._POOL_MIN_BYTES  # saved goes through the pool
+    outs = [fused(x) for x in xs]  # three graphs alive at once
+    loss = sum((o.square().mean() + h.sum()) for o, h in outs)
+    loss.backward()
+    onehot = [torch.nn.functional.one_hot(x.long(), 5)[..., :4].float() for x in xs]
+    eouts = [ref(x) for x in onehot]
+    sum((o.square().mean() + h.sum()) for o, h in eouts).backward()
+    for (o, h), (eo, eh) in zip(outs, eouts):
+        torch.testing.assert_close(o, eo, rtol=1e-5, atol=1e-6)
+    for (n, p), q in zip(fused.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-5 * q.grad.abs().max().item())
+    # and again, now reusing the storages freed by the first round
+    fused.zero_grad()
+    out2 = fused(xs[0])[0]
+    torch.testing.assert_close(out2, outs[0][0], rtol=0, atol=0)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bsp_fast.gru.op import bigru_forward, bigru_forward_inference
+from bsp_fast.gru.op import bigru_forward, bigru_forward_inference, codes_projection, time_major_linear
 
 __all__ = ["FusedBiGRU"]
 
@@ -195,10 +195,9 @@ class FusedBiGRU(nn.Module):
                         )
                 # one-hot @ W_ih^T + b_ih as a gather: rows A, C, G, T = W_ih^T + b_ih, N = b_ih
                 table = torch.cat([w_ih.t() + b_ih, b_ih.unsqueeze(0)])  # [5, 6H]
-                idx = inp if inp.dtype in (torch.int64, torch.int32) else inp.long()
-                gi = F.embedding(idx, table)  # [T, B, 6H]
+                gi = codes_projection(inp, table)  # [T, B, 6H]
             else:
-                gi = torch.addmm(b_ih, inp.reshape(T * B, inp.shape[-1]), w_ih.t()).view(T, B, 6 * H)
+                gi = time_major_linear(inp, w_ih, b_ih)  # [T, B, 6H]
             hl = h0[2 * layer : 2 * layer + 2]
             if need_grad:
                 y, _ = bigru_forward(gi, w_hh, b_hh, hl)

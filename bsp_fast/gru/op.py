@@ -242,3 +242,96 @@ def _backward(ctx, grad_y, grad_saved):
 
 
 bigru_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------------------------
+# input projections into [T, B, 6H] (layer inputs -> gi), as ops so that on CPU their large
+# outputs come from cpu_backend's recycling pool (no page faults of fresh 40 MB blocks); on
+# other devices they are the plain torch ops.
+
+
+def _out_buffer(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    if like.device.type == "cpu":
+        return cpu_backend._empty(shape, like.dtype)
+    return like.new_empty(shape)
+
+
+@torch.library.custom_op("bsp_fast::codes_projection", mutates_args=())
+def codes_projection(codes: Tensor, table: Tensor) -> Tensor:
+    """gi[t, b] = table[codes[t, b]]: codes [T, B] (integer, 0..R-1), table [R, F] -> [T, B, F]."""
+    T, B = codes.shape
+    idx = codes.reshape(-1)
+    if idx.dtype not in (torch.int32, torch.int64):
+        idx = idx.to(torch.int32)
+    out = _out_buffer((T, B, table.shape[1]), table)
+    torch.index_select(table, 0, idx, out=out.view(T * B, table.shape[1]))
+    return out
+
+
+@codes_projection.register_fake
+def _codes_projection_fake(codes, table):
+    return table.new_empty(codes.shape[0], codes.shape[1], table.shape[1])
+
+
+def _codes_projection_setup(ctx, inputs, output):
+    codes, table = inputs
+    ctx.save_for_backward(codes)
+    ctx.rows = table.shape[0]
+
+
+@torch.library.custom_op("bsp_fast::codes_table_grad", mutates_args=())
+def codes_table_grad(codes: Tensor, grad: Tensor, rows: int) -> Tensor:
+    """Gradient of codes_projection's table: sums grad [T, B, F] rows into [rows, F] by code."""
+    if grad.device.type == "cpu" and grad.dtype in (torch.float32, torch.float64):
+        return cpu_backend.table_grad(codes, grad.contiguous(), rows)
+    idx = codes.reshape(-1)
+    if idx.dtype not in (torch.int32, torch.int64):
+        idx = idx.to(torch.int64)
+    g = grad.reshape(-1, grad.shape[-1])
+    return g.new_zeros(rows, g.shape[1]).index_add_(0, idx, g)
+
+
+@codes_table_grad.register_fake
+def _codes_table_grad_fake(codes, grad, rows):
+    return grad.new_empty(rows, grad.shape[-1])
+
+
+def _codes_projection_backward(ctx, grad):
+    (codes,) = ctx.saved_tensors
+    return None, codes_table_grad(codes, grad, ctx.rows)
+
+
+codes_projection.register_autograd(_codes_projection_backward, setup_context=_codes_projection_setup)
+
+
+@torch.library.custom_op("bsp_fast::time_major_linear", mutates_args=())
+def time_major_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """x [T, B, F] @ weight[G, F]^T + bias[G] -> [T, B, G] (contiguous)."""
+    T, B, Fdim = x.shape
+    out = _out_buffer((T, B, weight.shape[0]), x)
+    torch.addmm(bias, x.reshape(T * B, Fdim), weight.t(), out=out.view(T * B, weight.shape[0]))
+    return out
+
+
+@time_major_linear.register_fake
+def _time_major_linear_fake(x, weight, bias):
+    return x.new_empty(x.shape[0], x.shape[1], weight.shape[0])
+
+
+def _time_major_linear_setup(ctx, inputs, output):
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+
+
+def _time_major_linear_backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    T, B, Fdim = x.shape
+    g = grad.reshape(T * B, weight.shape[0])
+    need = ctx.needs_input_grad
+    gx = torch.mm(g, weight).view(T, B, Fdim) if need[0] else None
+    gw = torch.mm(g.t(), x.reshape(T * B, Fdim)) if need[1] else None
+    gb = g.sum(0) if need[2] else None
+    return gx, gw, gb
+
+
+time_major_linear.register_autograd(_time_major_linear_backward, setup_context=_time_major_linear_setup)
