@@ -144,6 +144,12 @@ def test_killed_encode_leaves_no_valid_cache(tmp_path, records, monkeypatch):
     g = Genome(fa, cache_dir=tmp_path / "cache")
     assert g.data.shape[0] == sum(len(s) for _, s in records)
 
+    # temp files of a killed (-9) encode are removed by the next encode
+    os.remove(d / "index.json")
+    (d / "codes.u8.tmp.99999").write_bytes(b"\x01" * 50)
+    Genome(fa, cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in d.iterdir()) == [".lock", "codes.u8", "index.json"]
+
     # an exception mid-encode (e.g. KeyboardInterrupt) leaves no files behind
     import bsp_fast.data.fasta as fasta
 
@@ -230,3 +236,39 @@ def test_package_exports():
         assert name in d.__all__ and getattr(d, name) is not None
     with pytest.raises(AttributeError):
         d.no_such_name  # noqa: B018
+
+
+def test_sigkill_mid_encode(tmp_path, records):
+    """A process killed (-9) while encoding leaves nothing that loads; the next open re-encodes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fa = _write_fasta(tmp_path / "g.fa", records, width=10)
+    child = (
+        "import time, bsp_fast.data.fasta as f\n"
+        "f.CHUNK = 64\n"
+        "real = f._codec.encode_block\n"
+        "def slow(*a):\n"
+        "    time.sleep(0.01)\n"
+        "    return real(*a)\n"
+        "f._codec = type('C', (), {'encode_block': staticmethod(slow)})\n"
+        f"from bsp_fast.data import Genome\nGenome({str(fa)!r}, cache_dir={str(tmp_path / 'cache')!r})\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", child])
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and not list((tmp_path / "cache").rglob("codes.u8.tmp.*")):
+            time.sleep(0.02)
+        time.sleep(0.1)
+        assert p.poll() is None, "the child finished before it could be killed"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    d = next((tmp_path / "cache").iterdir())
+    assert not (d / "index.json").exists() and list(d.glob("codes.u8.tmp.*"))
+    g = Genome(fa, cache_dir=tmp_path / "cache")
+    for name, seq in records:
+        np.testing.assert_array_equal(np.asarray(g.array(name)), _codes_of(seq))
+    assert not list(d.glob("*.tmp.*"))

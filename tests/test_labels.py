@@ -182,3 +182,16 @@ def test_bad_bed(tmp_path, text, match):
     (tmp_path / "p.bed").write_text(text)
     with pytest.raises(ValueError, match=match):
         labels_from_peaks(tmp_path / "p.bed", {"chr1": 1000})
+
+
+def test_error_midway_in_gzip_stops_reader_thread(tmp_path):
+    import threading
+
+    text, _ = _dream_text(np.random.default_rng(0), sizes={"chr1": 2_000_000})
+    lines = text.split("\n")
+    lines[30000] = lines[30000][:-1] + "Q"
+    p = tmp_path / "e.tsv.gz"
+    p.write_bytes(gzip.compress("\n".join(lines).encode(), compresslevel=1))
+    with pytest.raises(ValueError, match="e.tsv.gz:30001: .*label must be one letter"):
+        read_dream_labels(p, "liver")
+    assert not [t for t in threading.enumerate() if t.name == "bsp_fast-gunzip"]

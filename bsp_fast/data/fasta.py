@@ -12,8 +12,8 @@ before the first header, an empty name, an empty record and a duplicate name.
 from __future__ import annotations
 
 import gzip
-import io
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +111,14 @@ def encode_fasta(path, sink, use_ref: bool = False) -> list[tuple[str, int]]:
     encode = encode_block_ref if (use_ref or _codec is None) else _codec.encode_block
     buf = bytearray(CHUNK)
     mv = memoryview(buf)
-    out = np.empty(CHUNK, dtype=np.uint8)
-    outmv = memoryview(out)
+    # two output buffers: one is written to the sink by a helper thread (the write releases the
+    # GIL) while the next chunk is encoded into the other
+    outs = [np.empty(CHUNK, dtype=np.uint8), np.empty(CHUNK, dtype=np.uint8)]
+    pending = [None, None]
+    which = 0
+    out = outs[0]
+    fill = 0
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bsp_fast-fasta-writer")
     records: list[tuple[str, int]] = []
     seen: dict[str, int] = {}
     line = 1  # line number of buf[pos]
@@ -153,6 +159,7 @@ def encode_fasta(path, sink, use_ref: bool = False) -> list[tuple[str, int]]:
             if n == 0:
                 break
             pos = 0
+            fill = 0
             while pos < n:
                 if header_acc is not None:
                     nl = buf.find(b"\n", pos, n)
@@ -167,11 +174,11 @@ def encode_fasta(path, sink, use_ref: bool = False) -> list[tuple[str, int]]:
                     at_ls = True
                     pos = nl + 1
                     continue
-                pos2, nout, nls, status, at_ls = encode(buf, pos, n, out, at_ls)
+                pos2, nout, nls, status, at_ls = encode(buf, pos, n, out[fill:], at_ls)
                 if nout:
                     if name is None:
                         raise err("sequence before the first '>' header (is this a FASTA file?)", line)
-                    sink.write(outmv[:nout])
+                    fill += nout
                     rec_len += nout
                 line += nls
                 pos = pos2
@@ -183,10 +190,21 @@ def encode_fasta(path, sink, use_ref: bool = False) -> list[tuple[str, int]]:
                     text = _line_text(buf, buf.rfind(b"\n", 0, pos) + 1, n)
                     raise err(f"invalid character {bad!r} {where}: expected A C G T N or an IUPAC code "
                               f"(R Y S W K M B D H V); line: {text!r}", line)
+            if fill:
+                pending[which] = writer.submit(sink.write, memoryview(out)[:fill])
+                which ^= 1
+                if pending[which] is not None:
+                    pending[which].result()
+                    pending[which] = None
+                out = outs[which]
         if header_acc is not None:
             start_record(bytes(header_acc).rstrip(b"\r"), line)
         finish_record()
+        for fut in pending:
+            if fut is not None:
+                fut.result()
     finally:
+        writer.shutdown(wait=True)
         f.close()
     if not records:
         raise ValueError(f"{path}: no FASTA records (expected a '>name' header line followed by sequence)")

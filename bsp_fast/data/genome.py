@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bsp_fast.data.fasta import MissingFileError, encode_fasta, require_file
+from bsp_fast.data.fasta import encode_fasta, require_file
 from bsp_fast.data.windows import extract_codes, extract_one_hot
 
 __all__ = ["Genome", "default_cache_dir"]
@@ -125,6 +125,10 @@ class Genome:
             with _locked(self.cache_path / ".lock"):
                 idx = self._read_index(key)  # another process may have just written it
                 if idx is None:
+                    # temp files of an encode that was killed (-9) while holding this lock
+                    for stale in self.cache_path.glob("*.tmp.*"):
+                        with contextlib.suppress(OSError):
+                            stale.unlink()
                     idx = self._encode(key)
         self._index = idx
         self.chromosomes: list[tuple[str, int]] = [(str(n), int(l)) for n, l in idx["chromosomes"]]
@@ -251,4 +255,3 @@ class Genome:
                                n_threads or self.n_threads)
 
 
-_ = MissingFileError  # re-exported for callers that catch it

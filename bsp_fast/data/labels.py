@@ -16,6 +16,8 @@ Malformed input raises ValueError naming the file, the 1-based line and what was
 from __future__ import annotations
 
 import gzip
+import queue
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ __all__ = ["BinLabels", "LabelTrack", "read_dream_labels", "labels_from_peaks", 
 CHUNK = 16 << 20
 _ROWS = 1 << 20  # output block size (rows)
 _LETTERS = {"U": 0, "B": 1, "A": -1}
+_GUNZIP_THREAD = True  # decompress gzip input in a helper thread
 
 
 @dataclass
@@ -116,47 +119,79 @@ def _open_text_stream(path: Path):
 
 
 class _Reader:
-    """Chunked reader that keeps the unparsed tail and counts lines; gzip errors -> ValueError."""
+    """Chunked reader that keeps the unparsed tail and counts lines; gzip errors -> ValueError.
+
+    A gzip file is decompressed by a helper thread (zlib releases the GIL) while the Cython
+    parser (which releases it too) works on the previous chunk.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.f = _open_text_stream(path)
         self.buf = bytearray(CHUNK)
-        self.mv = memoryview(self.buf)
         self.pos = 0
         self.end = 0
         self.eof = False
         self.line = 1  # line number at self.pos
+        self._q: queue.Queue | None = None
+        self._stop = threading.Event()
+        self._thread = None
+        if _GUNZIP_THREAD and isinstance(self.f, gzip.GzipFile):
+            self._q = queue.Queue(maxsize=3)
+            self._thread = threading.Thread(target=self._produce, name="bsp_fast-gunzip", daemon=True)
+            self._thread.start()
+
+    def _produce(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self.f.read(max(1, CHUNK // 4))
+            except BaseException as e:  # handed to the consumer
+                item = e
+            while not self._stop.is_set():
+                try:
+                    self._q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, bytes) or not item:
+                return
+
+    def _next(self) -> bytes:
+        try:
+            if self._q is None:
+                return self.f.read(CHUNK)
+            item = self._q.get()
+            if isinstance(item, BaseException):
+                raise item
+            return item
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+            self.eof = True
+            raise ValueError(f"{self.path}:{self.line}: truncated or corrupt gzip data; the last complete "
+                             f"line read was {self.line - 1} ({e})") from None
 
     def fill(self) -> bool:
         """Move the tail to the front and read more. False when nothing more came."""
         if self.eof:
             return False
         tail = self.end - self.pos
-        if tail == len(self.buf):  # a line longer than the buffer
-            self.buf.extend(bytes(len(self.buf)))
-            self.mv.release()
-            self.mv = memoryview(self.buf)
         self.buf[:tail] = self.buf[self.pos : self.end]
         self.pos, self.end = 0, tail
-        try:
-            n = self.f.readinto(self.mv[tail:]) or 0
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
-            raise ValueError(f"{self.path}:{self.line}: truncated or corrupt gzip data; the last complete "
-                             f"line read was {self.line - 1} ({e})") from None
-        if n == 0:
+        data = self._next()
+        if not data:
             self.eof = True
             if self.end > 0 and self.buf[self.end - 1] != 10:  # last line without newline
                 if self.end == len(self.buf):
                     self.buf.extend(b"\n")
-                    self.mv.release()
-                    self.mv = memoryview(self.buf)
                 else:
                     self.buf[self.end] = 10
                 self.end += 1
                 return True
             return False
-        self.end += n
+        need = tail + len(data)
+        if need > len(self.buf):
+            self.buf.extend(bytes(need - len(self.buf)))
+        self.buf[tail:need] = data
+        self.end = need
         return True
 
     def line_text(self, pos: int | None = None, limit: int = 80) -> str:
@@ -178,7 +213,9 @@ class _Reader:
                 return None
 
     def close(self):
-        self.mv.release()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         self.f.close()
 
 
