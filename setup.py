@@ -128,8 +128,14 @@ def extensions() -> list[Extension]:
     cu_sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cu"))
     if nvcc and cu_sources:
         cuda_home = Path(nvcc).resolve().parent.parent
+        if not (cuda_home / "include" / "cuda_runtime.h").exists():
+            # nvcc may be a wrapper script (e.g. /usr/local/bin/nvcc -> exec /usr/local/cuda-X/bin/nvcc)
+            for cand in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+                if cand and (Path(cand) / "include" / "cuda_runtime.h").exists():
+                    cuda_home = Path(cand).resolve()
+                    break
         nvcc_flags = [
-            "-O3", "-std=c++17", "--use_fast_math", "-lineinfo", "-Xcompiler", "-fPIC",
+            "-O3", "-std=c++17", "-lineinfo", "-Xcompiler", "-fPIC",
             "-Xcompiler", "-fvisibility=hidden", "--expt-relaxed-constexpr", *cuda_arch_flags(),
         ]
         if os.environ.get("BSP_FAST_CUDA_WERROR") == "1":
