@@ -1,0 +1,276 @@
+"""The models: ``bigru`` (the thesis' large net done right), ``bigru-small``, ``cnn``, ``hybrid``.
+
+Every model takes DNA codes ``[B, L]`` (uint8 or int64; A=0 C=1 G=2 T=3 N=4) and returns one
+logit per sequence ``[B]`` (float32). ``model.config`` rebuilds the model
+(``build_model(**model.config)``); ``model.first_conv`` is the first ``nn.Conv1d`` or None.
+
+Sequence layout for the region models: ``flank + region + flank`` bases. A 200 bp label bin
+starting at ``s`` is read as the window centred on the bin, ``s + (200 - region) / 2 - flank``
+onwards (see :func:`window_offset`).
+
+``bigru`` / ``bigru-small``
+    one-hot -> 2-layer :class:`~bsp_fast.gru.FusedBiGRU` -> the forward direction's output at the
+    last base of the region (it has read the left flank and the region) and the backward
+    direction's output at the first base of the region (it has read the right flank and the region,
+    from the right) concatenated -> dropout -> Linear -> logit. This is what the thesis' two GRUs
+    did (each flank read only by the direction coming from its side), done in one bidirectional
+    pass with shared batching. The thesis reversed the right-hand sequence without complementing
+    it; here a bidirectional pass reads the same strand both ways and the proper reverse complement
+    enters as data (reverse-complement augmentation in the sampler, and ``rc_average`` at
+    evaluation, which scores ``revcomp(codes)`` as well and averages the logits).
+    ``bigru``: H=128, 100 + 200 + 100 bp. ``bigru-small``: H=32, 20 + 40 + 20 = 80 bp (the thesis'
+    small net: 40 bp regions with exactly 20 bp flanks).
+    Sequences of another length L are read with the region ``[flank, L - flank)``.
+``cnn``
+    DeepBind-like: Conv1d(4 -> filters, kernel_size) -> ReLU -> global max pool -> Linear ->
+    ReLU -> dropout -> Linear -> logit. Any length >= kernel_size.
+``hybrid``
+    DanQ / FactorNet style: Conv1d -> ReLU -> MaxPool(pool) -> dropout -> 1-layer FusedBiGRU ->
+    [last forward state, last backward state, global max of each conv filter] -> Linear -> ReLU ->
+    Linear -> logit.
+
+Options (``build_model(name, **options)``; unknown options raise ValueError): ``region``,
+``flank``, ``hidden``, ``layers``, ``dropout``, ``filters``, ``kernel_size``, ``pool``,
+``dense``, ``rc_conv`` (cnn, hybrid: every filter scans both strands, max of the two; default on),
+``rc_average``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["MODEL_NAMES", "DEFAULTS", "build_model", "one_hot", "revcomp_codes", "window_offset", "seq_len"]
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "bigru": dict(region=200, flank=100, hidden=128, layers=2, dropout=0.1, rc_average=False),
+    "bigru-small": dict(region=40, flank=20, hidden=32, layers=2, dropout=0.1, rc_average=False),
+    "cnn": dict(region=200, flank=100, filters=64, kernel_size=24, dense=32, dropout=0.1, rc_conv=True,
+                rc_average=False),
+    "hybrid": dict(region=200, flank=100, filters=64, kernel_size=19, pool=8, hidden=64, dense=64,
+                   dropout=0.1, rc_conv=True, rc_average=False),
+}
+MODEL_NAMES = tuple(DEFAULTS)
+
+_ONE_HOT_TABLE = torch.cat([torch.eye(4), torch.zeros(1, 4)])  # code 4 (N) -> all-zero row
+
+
+def one_hot(codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[B, L] codes -> [B, L, 4] one-hot (A, C, G, T columns; N all zero)."""
+    table = _ONE_HOT_TABLE.to(device=codes.device, dtype=dtype)
+    return table[codes.long().clamp_(0, 4)]
+
+
+def revcomp_codes(codes: torch.Tensor) -> torch.Tensor:
+    """Reverse complement of [B, L] codes (A<->T, C<->G, N stays N), same dtype."""
+    c = codes.flip(-1)
+    return torch.where(c < 4, 3 - c, c)
+
+
+def seq_len(config: dict[str, Any]) -> int:
+    """Bases a model reads per sample: flank + region + flank."""
+    return int(config["flank"]) * 2 + int(config["region"])
+
+
+def window_offset(config: dict[str, Any], bin_size: int = 200) -> int:
+    """Offset of a model's input window from a label bin's start (the window is centred on the bin)."""
+    return (int(bin_size) - int(config["region"])) // 2 - int(config["flank"])
+
+
+def _gru_class():
+    try:
+        from bsp_fast.gru import FusedBiGRU  # noqa: WPS433
+
+        return FusedBiGRU, True
+    except Exception as exc:  # pragma: no cover - only while the fused GRU is missing
+        warnings.warn(f"bsp_fast.gru.FusedBiGRU unavailable ({exc}); falling back to nn.GRU", RuntimeWarning)
+        return None, False
+
+
+def _make_gru(input_size: int, hidden: int, layers: int, dropout: float) -> nn.Module:
+    cls, fused = _gru_class()
+    if fused:
+        return cls(input_size, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0, batch_first=True)
+    return nn.GRU(input_size, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
+                  batch_first=True, bidirectional=True)
+
+
+def strand_conv(conv: nn.Conv1d, x: torch.Tensor, both: bool) -> torch.Tensor:
+    """``conv`` over one-hot ``x`` [B, 4, L]; with ``both``, also over the reverse complement, aligned
+    back to the forward coordinates, and the larger of the two responses kept (DeepBind's scan of both
+    strands: a filter finds its motif on either strand, so each filter needs learning once)."""
+    y = conv(x)
+    if not both:
+        return y
+    y_rc = conv(x.flip(1).flip(2)).flip(2)  # one-hot columns A C G T: complement = reversed columns
+    return torch.maximum(y, y_rc)
+
+
+class _Base(nn.Module):
+    name = ""
+
+    @property
+    def first_conv(self) -> nn.Conv1d | None:
+        """The first convolution (its kernels are motifs), or None for the pure recurrent nets."""
+        conv = self._modules.get("conv")
+        return conv if isinstance(conv, nn.Conv1d) else None
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        self.rc_average = bool(config.get("rc_average", False))
+
+    def min_length(self) -> int:
+        return 1
+
+    def logits(self, codes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        if codes.dim() != 2:
+            raise ValueError(f"{self.name}: expected codes [B, L], got shape {tuple(codes.shape)}")
+        if codes.dtype.is_floating_point:
+            raise TypeError(f"{self.name}: expected integer base codes (uint8/int64), got {codes.dtype}")
+        if codes.shape[1] < self.min_length():
+            raise ValueError(f"{self.name}: sequences of {codes.shape[1]} bp are shorter than the "
+                             f"minimum {self.min_length()} bp")
+        out = self.logits(codes)
+        if self.rc_average and not self.training:
+            out = 0.5 * (out + self.logits(revcomp_codes(codes)))
+        return out.float()
+
+
+class BiGRUNet(_Base):
+    """One-hot -> FusedBiGRU -> [fwd state at region end, bwd state at region start] -> Linear."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.name = config["name"]
+        self.flank = int(config["flank"])
+        self.region = int(config["region"])
+        h = int(config["hidden"])
+        self.hidden = h
+        self.gru = _make_gru(4, h, int(config["layers"]), float(config["dropout"]))
+        self.drop = nn.Dropout(float(config["dropout"]))
+        self.head = nn.Linear(2 * h, 1)
+        self._codes_ok: bool | None = None  # whether the GRU takes codes directly (fused one-hot gather)
+
+    def min_length(self) -> int:
+        return 2 * self.flank + 1
+
+    def _run_gru(self, codes: torch.Tensor) -> torch.Tensor:
+        if self._codes_ok is None:
+            self._codes_ok = False
+            if not isinstance(self.gru, nn.GRU):
+                was_training = self.gru.training
+                try:  # eval mode and a forked RNG: the probe must not move the dropout RNG (exact resume)
+                    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                        self.gru.eval()
+                        probe = torch.tensor([[0, 1, 2, 3, 4, 2]], dtype=torch.uint8, device=codes.device)
+                        a = self.gru(probe)[0].float()
+                        b = self.gru(one_hot(probe))[0].float()
+                    self._codes_ok = bool(torch.allclose(a, b, atol=1e-4, rtol=1e-3))
+                except Exception:
+                    self._codes_ok = False
+                finally:
+                    self.gru.train(was_training)
+        if self._codes_ok:
+            return self.gru(codes)[0]
+        return self.gru(one_hot(codes))[0]
+
+    def logits(self, codes: torch.Tensor) -> torch.Tensor:
+        y = self._run_gru(codes)  # [B, L, 2H]
+        length = codes.shape[1]
+        h = self.hidden
+        fwd = y[:, length - self.flank - 1, :h]  # forward: left flank + region read
+        bwd = y[:, self.flank, h:]  # backward: right flank + region read from the right
+        feat = self.drop(torch.cat([fwd, bwd], dim=1))
+        return self.head(feat).squeeze(1)
+
+
+class CNNNet(_Base):
+    """DeepBind-like: conv -> ReLU -> global max pool -> dense -> logit."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.name = "cnn"
+        f, k = int(config["filters"]), int(config["kernel_size"])
+        self.kernel_size = k
+        self.rc_conv = bool(config["rc_conv"])
+        self.conv = nn.Conv1d(4, f, k)
+        self.mlp = nn.Sequential(nn.Linear(f, int(config["dense"])), nn.ReLU(), nn.Dropout(float(config["dropout"])),
+                                 nn.Linear(int(config["dense"]), 1))
+
+    def min_length(self) -> int:
+        return self.kernel_size
+
+    def logits(self, codes: torch.Tensor) -> torch.Tensor:
+        x = one_hot(codes).transpose(1, 2)  # [B, 4, L]
+        x = torch.relu(strand_conv(self.conv, x, self.rc_conv)).amax(dim=2)
+        return self.mlp(x).squeeze(1)
+
+
+class HybridNet(_Base):
+    """Conv -> ReLU -> max pool -> BiGRU -> dense (DanQ / FactorNet style)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.name = "hybrid"
+        f, k = int(config["filters"]), int(config["kernel_size"])
+        self.kernel_size, self.pool_size = k, int(config["pool"])
+        self.rc_conv = bool(config["rc_conv"])
+        self.hidden = int(config["hidden"])
+        self.conv = nn.Conv1d(4, f, k, padding=k // 2)
+        self.pool = nn.MaxPool1d(self.pool_size, ceil_mode=True)
+        self.drop = nn.Dropout(float(config["dropout"]))
+        self.gru = _make_gru(f, self.hidden, 1, 0.0)
+        self.mlp = nn.Sequential(nn.Linear(2 * self.hidden + f, int(config["dense"])), nn.ReLU(),
+                                 nn.Dropout(float(config["dropout"])), nn.Linear(int(config["dense"]), 1))
+
+    def min_length(self) -> int:
+        return self.kernel_size
+
+    def logits(self, codes: torch.Tensor) -> torch.Tensor:
+        x = one_hot(codes).transpose(1, 2)  # [B, 4, L]
+        c = torch.relu(strand_conv(self.conv, x, self.rc_conv))  # [B, F, L]
+        x = self.drop(self.pool(c))  # [B, F, L / pool]
+        y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]
+        h = self.hidden
+        # the GRU's summary (motif arrangement and context) plus each filter's best match (DeepBind's
+        # global max pool: a short gradient path that lets the filters find the motifs early)
+        feat = torch.cat([y[:, -1, :h], y[:, 0, h:], c.amax(dim=2)], dim=1)
+        return self.mlp(feat).squeeze(1)
+
+
+_CLASSES = {"bigru": BiGRUNet, "bigru-small": BiGRUNet, "cnn": CNNNet, "hybrid": HybridNet}
+
+
+def build_model(name: str, **options: Any) -> nn.Module:
+    """Build a model by name with its defaults overridden by ``options``.
+
+    Raises ValueError for an unknown name or option, or an impossible setting.
+    """
+    if name not in DEFAULTS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    config = dict(DEFAULTS[name])
+    unknown = sorted(k for k, v in options.items() if k not in config)
+    if unknown:
+        raise ValueError(f"model {name!r} has no option(s) {unknown}; options: {', '.join(sorted(config))}")
+    config.update({k: v for k, v in options.items() if v is not None})
+    for key in ("region", "flank", "hidden", "layers", "filters", "kernel_size", "pool", "dense"):
+        if key in config:
+            config[key] = int(config[key])
+            low = 0 if key == "flank" else 1
+            if config[key] < low:
+                raise ValueError(f"model {name!r}: {key} must be >= {low}, got {config[key]}")
+    config["dropout"] = float(config["dropout"])
+    if not 0.0 <= config["dropout"] < 1.0:
+        raise ValueError(f"model {name!r}: dropout is the probability of dropping, in [0, 1); got {config['dropout']}")
+    config["rc_average"] = bool(config["rc_average"])
+    if "rc_conv" in config:
+        config["rc_conv"] = bool(config["rc_conv"])
+    config = {"name": name, **config}
+    return _CLASSES[name](config)

@@ -1,0 +1,244 @@
+"""``python -m bsp_fast.predict``: genome-wide scores of a trained model (also ``bsp-fast predict``).
+
+::
+
+    python -m bsp_fast.predict --checkpoint runs/x/best.pt --genome hg19.fa --chroms chr1,chr8,chr21 \\
+        --out preds.tsv.gz
+
+Scores every 200 bp bin every 50 bp (the ENCODE-DREAM grid: starts 0, 50, ... while the bin fits
+in the chromosome; ``--bin-size`` / ``--step`` change it) of the chosen chromosomes (default: all),
+or the intervals of ``--regions BED`` (each scored with the model's window centred on it, in the
+BED's order). Output: ENCODE-DREAM submission format, tab-separated ``chr start stop probability``
+without a header, gzip-compressed when the name ends in ``.gz``.
+
+Streaming: bins are generated, scored and written in chunks (``--chunk`` bins), so memory stays
+bounded at any genome size; the file is written to a temporary name and renamed at the end, so an
+existing output is replaced only by a complete one. Under ``torchrun --nproc_per_node N`` each rank
+scores every N-th chunk and rank 0 merges the parts in genome order (concatenated gzip members).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from bsp_fast import distributed as D
+from bsp_fast.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from bsp_fast.cli import ArgumentParser, UserError, guard
+
+PROG = "bsp-fast predict"
+
+
+def build_parser() -> ArgumentParser:
+    import argparse
+
+    p = ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt or best.pt written by bsp-fast train")
+    p.add_argument("--genome", required=True, help="genome FASTA")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--chroms", help="comma-separated chromosomes (default: every chromosome of the genome)")
+    g.add_argument("--regions", help="BED file of regions to score instead of the bin grid")
+    p.add_argument("--out", required=True, help="output file (.tsv.gz or .tsv)")
+    p.add_argument("--bin-size", type=int, default=None, help="bin size (default: the checkpoint's, 200)")
+    p.add_argument("--step", type=int, default=50, help="bin step (default 50)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--chunk", type=int, default=262_144, help="bins per streamed chunk")
+    p.add_argument("--rc-average", action="store_true", help="average with the reverse-complement strand")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--cache-dir", help="cache for the encoded genome")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _read_regions(path: str, genome: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
+    names = {c for c, _ in genome.chromosomes}
+    chroms, starts, stops = [], [], []
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rt") as fh:
+            for ln, line in enumerate(fh, 1):
+                if not line.strip() or line.startswith(("#", "track", "browser")):
+                    continue
+                f = line.rstrip("\n").split("\t") if "\t" in line else line.split()
+                try:
+                    c, a, b = f[0], int(f[1]), int(f[2])
+                except (IndexError, ValueError):
+                    raise UserError(f"--regions {path}:{ln}: expected chrom, start, end; got {line.strip()[:80]!r}") from None
+                if c not in names:
+                    raise UserError(f"--regions {path}:{ln}: chromosome {c!r} is not in the genome")
+                if not 0 <= a < b:
+                    raise UserError(f"--regions {path}:{ln}: expected 0 <= start < end; got {line.strip()[:80]!r}")
+                chroms.append(c)
+                starts.append(a)
+                stops.append(b)
+    except OSError as exc:
+        raise UserError(f"--regions {path}: {exc.strerror or exc}") from None
+    if not chroms:
+        raise UserError(f"--regions {path}: no regions")
+    return chroms, np.asarray(starts, np.int64), np.asarray(stops, np.int64)
+
+
+def _chunks(genome: Any, args: Any, bin_size: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(chrom, starts, stops) chunks in genome order."""
+    if args.regions:
+        chroms, starts, stops = _read_regions(args.regions, genome)
+        chroms_a = np.asarray(chroms, dtype=object)
+        for i in range(0, len(chroms), args.chunk):
+            j = min(len(chroms), i + args.chunk)
+            # consecutive rows of one chromosome share a chunk piece
+            c = chroms_a[i:j]
+            cuts = np.flatnonzero(c[1:] != c[:-1]) + 1
+            for a, b in zip(np.r_[0, cuts], np.r_[cuts, j - i]):
+                yield str(c[a]), starts[i + a:i + b], stops[i + a:i + b]
+        return
+    sizes = dict(genome.chromosomes)
+    order = [c for c, _ in genome.chromosomes]
+    if args.chroms:
+        wanted = [c.strip() for c in args.chroms.split(",") if c.strip()]
+        missing = [c for c in wanted if c not in sizes]
+        if missing:
+            raise UserError(f"--chroms: {', '.join(missing)} not in the genome {args.genome} "
+                            f"(it has {', '.join(order[:12])}{', ...' if len(order) > 12 else ''})")
+        order = [c for c in order if c in set(wanted)]
+    for c in order:
+        n = sizes[c] - bin_size
+        if n < 0:
+            continue
+        all_starts = np.arange(0, n + 1, args.step, dtype=np.int64)
+        for i in range(0, all_starts.size, args.chunk):
+            s = all_starts[i:i + args.chunk]
+            yield c, s, s + bin_size
+
+
+def count_bins(genome: Any, args: Any, bin_size: int) -> int:
+    if args.regions:
+        return -1
+    total = 0
+    sizes = dict(genome.chromosomes)
+    names = [c.strip() for c in args.chroms.split(",")] if args.chroms else list(sizes)
+    for c in names:
+        if c in sizes and sizes[c] >= bin_size:
+            total += (sizes[c] - bin_size) // args.step + 1
+    return total
+
+
+def format_rows(chrom: str, starts: np.ndarray, stops: np.ndarray, probs: np.ndarray) -> str:
+    """ENCODE-DREAM submission rows ``chr<TAB>start<TAB>stop<TAB>prob``."""
+    p = np.char.mod("%.6g", probs.astype(np.float64))
+    return "".join(f"{chrom}\t{a}\t{b}\t{q}\n" for a, b, q in zip(starts.tolist(), stops.tolist(), p.tolist()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return guard(PROG, lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from bsp_fast.data import Genome
+    from bsp_fast.loader import score_windows
+    from bsp_fast.models import seq_len, window_offset
+    from bsp_fast.train import _bar, _one_line, resolve_device
+
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    for flag, v in (("--step", args.step), ("--batch-size", args.batch_size), ("--chunk", args.chunk),
+                    ("--bin-size", args.bin_size)):
+        if v is not None and v < 1:
+            raise UserError(f"{flag}: expected a positive integer, got {v}")
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+        if args.rc_average:
+            ckpt["model_config"] = {**ckpt["model_config"], "rc_average": True}
+        model = model_from_checkpoint(ckpt, args.checkpoint)
+    except CheckpointError as exc:
+        raise UserError(f"--checkpoint: {exc}") from None
+    try:
+        genome = Genome(args.genome, cache_dir=args.cache_dir)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"--genome {args.genome}: {_one_line(exc)}") from None
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a directory (expected a file name such as preds.tsv.gz)")
+    bin_size = int(args.bin_size or ckpt.get("bin_size", 200))
+    cfg = model.config
+    length = seq_len(cfg)
+    chunks = list(_chunks(genome, args, bin_size)) if args.regions else None  # validates the BED up front
+    if not args.regions:
+        next(iter(_chunks(genome, args, bin_size)), None)  # validates --chroms up front
+    dist_info = D.setup(device.type)
+    try:
+        if dist_info.enabled and device.type == "cuda":
+            device = torch.device("cuda", dist_info.local_rank)
+        model.to(device).eval()
+        autocast = device.type == "cuda"
+        total = count_bins(genome, args, bin_size) if chunks is None else sum(c[1].size for c in chunks)
+        show = not args.no_progress and dist_info.is_main
+        bar = _bar(total=(total if total >= 0 else None), desc="predict", unit="bin", disable=not show)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = out.parent / f".{out.name}.parts"
+        if dist_info.is_main:
+            tmp_dir.mkdir(exist_ok=True)
+        D.barrier(dist_info)
+        compress = out.name.endswith(".gz")
+        t0 = time.perf_counter()
+        n_done = 0
+        written: list[Path] = []
+        it = chunks if chunks is not None else _chunks(genome, args, bin_size)
+        for k, (chrom, starts, stops) in enumerate(it):
+            if k % dist_info.world_size != dist_info.rank:
+                continue
+            cid = genome.chrom_id(chrom)
+            centers = (starts + stops) // 2
+            wstarts = centers - length // 2
+            ids = np.full(starts.size, cid, dtype=np.int64)
+            probs = score_windows(model, genome, ids, wstarts, length, args.batch_size, device, autocast,
+                                  progress=(lambda m: bar.update(m * dist_info.world_size)) if show else None)
+            text = format_rows(chrom, starts, stops, probs).encode()
+            part = tmp_dir / f"{k:08d}.part"
+            with open(part, "wb") as fh:
+                fh.write(gzip.compress(text, compresslevel=4) if compress else text)
+            written.append(part)
+            n_done += starts.size
+        bar.close()
+        counts = D.all_reduce_sum([float(n_done)], dist_info, torch.device("cpu"))
+        D.barrier(dist_info)
+        if dist_info.is_main:
+            parts = sorted(tmp_dir.glob("*.part"))
+            tmp = out.with_name(f".{out.name}.tmp")
+            with open(tmp, "wb") as fh:
+                for part in parts:  # concatenated gzip members form one valid gzip file
+                    with open(part, "rb") as src:
+                        while True:
+                            buf = src.read(1 << 22)
+                            if not buf:
+                                break
+                            fh.write(buf)
+                if not parts and compress:
+                    fh.write(gzip.compress(b""))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, out)
+            for part in parts:
+                part.unlink()
+            tmp_dir.rmdir()
+            dt = time.perf_counter() - t0
+            print(f"{PROG}: wrote {int(counts[0]):,} scores to {out} in {dt:.1f} s "
+                  f"({counts[0] / max(dt, 1e-9):,.0f} bins/s)", file=sys.stderr)
+        D.barrier(dist_info)
+    finally:
+        D.teardown(dist_info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,805 @@
+"""``python -m bsp_fast.train``: genome-wide training with honest evaluation (also ``bsp-fast train``).
+
+With no arguments: trains the default model (``bigru-small``, 20 + 40 + 20 bp, H=32, the thesis'
+small net) on the built-in synthetic genome (generated on first use, its cache directory is
+printed) within a 10-minute budget, and scores every bin of the test chromosomes.
+
+Real data::
+
+    python -m bsp_fast.train --genome hg19.fa --labels GABPA.train.labels.tsv.gz --cell H1-hESC \\
+        --model bigru --steps 200000 --out runs/gabpa
+
+Data parallel: ``torchrun --nproc_per_node N -m bsp_fast.train ...`` (nccl on GPUs, gloo on CPU):
+the sampler is sharded by rank, rank 0 logs and checkpoints, evaluation is gathered.
+
+Writes into ``--out``: ``metrics.json``, ``history.jsonl``, ``checkpoint.pt`` (latest: model,
+optimizer, sampler, RNG states, config), ``best.pt`` (best validation auPRC), ``loss.png``,
+``valid.png``, ``roc_pr.png``. ``--resume`` continues from ``checkpoint.pt`` exactly (batches,
+dropout masks and optimizer state as if never stopped). Ctrl-C saves a checkpoint; a NaN loss stops
+with a message and the last good checkpoint left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bsp_fast.checkpoint import (CheckpointError, atomic_save, atomic_write_text, capture_rng, load_checkpoint,
+                                 restore_rng)
+from bsp_fast.cli import ArgumentParser, UserError, guard
+from bsp_fast import distributed as D
+
+PROG = "bsp-fast train"
+DEFAULT_MODEL = "bigru-small"
+BIN_SIZE = 200
+
+# The default run (no data flags): the built-in synthetic genome, bigru-small, a step budget that fits
+# the 10-minute budget on a 2-core CPU with room for data generation and the final test scoring.
+BUILTIN_DEFAULTS = dict(steps=3000, max_minutes=7.0, batch_size=64, lr=3e-3, negatives_per_positive=3.0)
+REAL_DEFAULTS = dict(steps=None, max_minutes=None, batch_size=64, lr=1e-3, negatives_per_positive=1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# arguments
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n\n")[0],
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data (none: the built-in synthetic data set)")
+    d.add_argument("--genome", help="genome FASTA (plain/gzip/bgzip)")
+    d.add_argument("--labels", help="ENCODE-DREAM label file <TF>.train.labels.tsv[.gz]")
+    d.add_argument("--cell", help="cell column of --labels (e.g. H1-hESC)")
+    d.add_argument("--peaks", help="BED/narrowPeak of bound regions (instead of --labels): 200/50 bins, "
+                   "bound when peaks cover >= half the bin")
+    d.add_argument("--test-chroms", default=None, help="comma-separated (default chr1,chr8,chr21)")
+    d.add_argument("--valid-chroms", default=None, help="comma-separated (default chr11)")
+    d.add_argument("--cache-dir", help="cache for the encoded genome / built-in data set")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default=None, help=f"bigru, bigru-small, cnn or hybrid (default {DEFAULT_MODEL})")
+    m.add_argument("--region", type=int, help="bp scored per sample (default: model's, bigru 200, bigru-small 40)")
+    m.add_argument("--flank", type=int, help="bp read on each side of the region (bigru 100, bigru-small 20)")
+    m.add_argument("--hidden", type=int, help="GRU hidden size (bigru 128, bigru-small 32, hybrid 64)")
+    m.add_argument("--dropout", type=float, help="drop probability (default 0.1)")
+    m.add_argument("--rc-average", action="store_true",
+                   help="at evaluation average the scores of both strands (reverse complement)")
+    t = p.add_argument_group("training")
+    t.add_argument("--negatives-per-positive", type=float, default=None,
+                   help="unbound bins drawn per bound bin each epoch (default 1; built-in data 3)")
+    t.add_argument("--batch-size", type=int, default=None, help="per process (default 64)")
+    t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; built-in 3e-3)")
+    t.add_argument("--lr-schedule", choices=("cosine", "constant"), default=None,
+                   help="cosine: decay to 5%% of --lr over the run's steps (default when the step count is "
+                        "known); constant otherwise")
+    t.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping (default 1.0; 0 = off)")
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--epochs", type=float, help="training epochs (one epoch = every positive once)")
+    g.add_argument("--steps", type=int, help="training steps (built-in default 3000)")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="training time budget in minutes, summed over resumes (built-in default 7)")
+    t.add_argument("--no-rc-augment", action="store_true", help="no random reverse-complement strand flips")
+    t.add_argument("--jitter", type=int, default=0, help="random shift of bins by up to +-N bp (default 0)")
+    t.add_argument("--eval-every", type=int, default=None,
+                   help="validate every N steps (default: 10 times per run)")
+    t.add_argument("--valid-max-bins", type=int, default=200_000,
+                   help="validate on a fixed uniform subset of at most N bins (prevalence kept; 0 = all)")
+    t.add_argument("--checkpoint-minutes", type=float, default=5.0, help="also checkpoint every N minutes")
+    t.add_argument("--eval-batch-size", type=int, default=256)
+    o = p.add_argument_group("run")
+    o.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    o.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--out", default=None, help="output directory (default runs/<model>-<time>)")
+    o.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
+    o.add_argument("--overwrite", action="store_true", help="allow writing into an --out that holds a run")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+# --------------------------------------------------------------------------------------------
+# setup
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA GPU is available here (expected auto, cpu or cuda on a GPU machine)")
+        return torch.device(name)
+    raise UserError(f"--device {name!r}: expected auto, cpu or cuda")
+
+
+class Data:
+    """Genome, labels, split, the paths, and the oracle of the built-in data set (if any)."""
+
+    def __init__(self, args: Any, log) -> None:
+        from bsp_fast.data import Genome
+        from bsp_fast.data.labels import labels_from_peaks, read_dream_labels
+        from bsp_fast.data.sampler import ChromSplit
+
+        self.builtin = None
+        self.oracle = None
+        if args.genome is None:
+            if args.labels or args.peaks or args.cell:
+                raise UserError("--labels/--peaks/--cell need --genome FA (or give no data flags for the built-in set)")
+            from bsp_fast.data.synthetic import ensure_builtin
+
+            b = ensure_builtin(args.cache_dir) if args.cache_dir else ensure_builtin()
+            self.builtin = b
+            log(f"built-in synthetic data set: {Path(b.fasta).parent}")
+            fasta, labels_path, cell, peaks = b.fasta, b.labels, b.cell, None
+        else:
+            fasta, labels_path, cell, peaks = args.genome, args.labels, args.cell, args.peaks
+            if (labels_path is None) == (peaks is None):
+                raise UserError("give exactly one of --labels TSV (with --cell) or --peaks BED along with --genome")
+        self.paths = {"genome": str(Path(fasta).resolve())}
+        try:
+            self.genome = Genome(fasta, cache_dir=args.cache_dir)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"--genome {fasta}: {_one_line(exc)}") from None
+        try:
+            if labels_path is not None:
+                self.paths["labels"] = str(Path(labels_path).resolve())
+                self.labels = read_dream_labels(labels_path, cell, genome=self.genome)
+            else:
+                self.paths["peaks"] = str(Path(peaks).resolve())
+                self.labels = labels_from_peaks(peaks, self.genome)
+        except (ValueError, OSError, KeyError) as exc:
+            flag = "--labels" if labels_path is not None else "--peaks"
+            if "cell" in str(exc):
+                flag = f"--cell {cell}"
+            raise UserError(f"{flag}: {_one_line(exc)}") from None
+        self.cell = getattr(self.labels, "cell", cell)
+        test = _csv(args.test_chroms) or ("chr1", "chr8", "chr21")
+        valid = _csv(args.valid_chroms) or ("chr11",)
+        if self.builtin is not None and args.test_chroms is None:
+            test = tuple(getattr(self.builtin, "test_chroms", test))
+        if self.builtin is not None and args.valid_chroms is None:
+            valid = tuple(getattr(self.builtin, "valid_chroms", valid))
+        genome_names = [c[0] for c in self.genome.chromosomes]
+        for flag, group in (("--test-chroms", test), ("--valid-chroms", valid)):
+            missing = [c for c in group if c not in genome_names]
+            if missing:
+                raise UserError(f"{flag}: chromosome(s) {', '.join(missing)} not in the genome {fasta} "
+                                f"(it has {_short(genome_names)})")
+            unlabelled = [c for c in group if c not in self.labels.tracks]
+            if unlabelled:
+                raise UserError(f"{flag}: chromosome(s) {', '.join(unlabelled)} have no labels in "
+                                f"{labels_path or peaks} (labelled: {_short(list(self.labels.tracks))})")
+        try:
+            self.train_chroms, self.valid_chroms, self.test_chroms = ChromSplit(test=test, valid=valid).resolve(self.labels)
+        except ValueError as exc:
+            raise UserError(f"--test-chroms/--valid-chroms: {_one_line(exc)}") from None
+        self.bin_size = int(getattr(self.labels, "bin_size", BIN_SIZE))
+
+    def oracle_scores(self, es: "EvalSet") -> np.ndarray | None:
+        """The built-in data set's oracle log-odds for the bins of ``es`` (matched by chromosome and
+        start), or None without an oracle."""
+        if self.builtin is None:
+            return None
+        try:
+            from bsp_fast.data.synthetic import read_oracle
+
+            table = read_oracle(self.builtin.oracle)
+            names = [c[0] for c in self.genome.chromosomes]
+            out = np.empty(len(es), dtype=np.float64)
+            for cid in np.unique(es.ids):
+                sel = np.flatnonzero(es.ids == cid)
+                o_starts, _, o_scores = table[names[cid]]
+                idx = np.searchsorted(o_starts, es.starts[sel])
+                idx = np.minimum(idx, o_starts.size - 1)
+                if not np.array_equal(o_starts[idx], es.starts[sel]):
+                    raise ValueError(f"oracle bins of {names[cid]} do not match the labels")
+                out[sel] = o_scores[idx]
+            return out
+        except Exception as exc:  # the oracle is a bonus, never a failure
+            print(f"{PROG}: note: oracle scores unavailable ({_one_line(exc)})", file=sys.stderr)
+            return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else type(exc).__name__
+    return msg.strip("'\"") if isinstance(exc, KeyError) else msg
+
+
+def _short(names: Sequence[str], limit: int = 12) -> str:
+    names = list(names)
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def model_options(args: Any) -> dict[str, Any]:
+    opts = {"region": args.region, "flank": args.flank, "hidden": args.hidden, "dropout": args.dropout}
+    if args.rc_average:
+        opts["rc_average"] = True
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+
+
+class EvalSet:
+    """Bins to score (chrom ids in the genome, bin starts, labels), optionally a fixed subset."""
+
+    def __init__(self, data: Data, chroms: Sequence[str], max_bins: int = 0, seed: int = 0) -> None:
+        from bsp_fast.data.sampler import eval_bins
+
+        eb = eval_bins(data.labels, chroms, 4096, chrom_order=data.genome)
+        ids, starts = eb.positions()
+        labels = eb.labels()
+        self.n_total = int(labels.size)
+        if max_bins and labels.size > max_bins:
+            keep = np.sort(np.random.default_rng([seed, 0xE7A1]).choice(labels.size, size=max_bins, replace=False))
+            ids, starts, labels = ids[keep], starts[keep], labels[keep]
+        self.chroms = tuple(chroms)
+        self.ids, self.starts, self.labels = ids, starts, labels.astype(np.int8)
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+
+def evaluate_model(model: torch.nn.Module, data: Data, es: EvalSet, device: torch.device,
+                   batch_size: int, dist_info: D.DistInfo, autocast: bool, desc: str = "",
+                   show: bool = True) -> np.ndarray:
+    """Scores of every bin of ``es`` (each rank scores a round-robin shard; gathered on all ranks)."""
+    from bsp_fast.loader import score_windows
+    from bsp_fast.models import seq_len, window_offset
+
+    mcfg = model.config
+    length, offset = seq_len(mcfg), window_offset(mcfg, data.bin_size)
+    r, w = dist_info.rank, dist_info.world_size
+    ids, starts = es.ids[r::w], es.starts[r::w] + offset
+    bar = _bar(total=len(ids), desc=desc, disable=not show or not dist_info.is_main, unit="bin", leave=False)
+    try:
+        scores = score_windows(model, data.genome, ids, starts, length, batch_size, device, autocast,
+                               progress=bar.update)
+    finally:
+        bar.close()
+    return D.gather_sharded(scores, dist_info)
+
+
+def _bar(**kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(dynamic_ncols=True, mininterval=1.0, file=sys.stderr, **kw)
+
+
+def _bce(labels: np.ndarray, scores: np.ndarray) -> float:
+    p = np.clip(scores.astype(np.float64), 1e-7, 1 - 1e-7)
+    y = labels.astype(np.float64)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def _history_truncate(path: Path, step: int) -> None:
+    """Drop history lines written after ``step`` (they belong to the part of the run that is redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line).get("step", 0)) <= step:
+                keep.append(line)
+        except (ValueError, AttributeError):
+            continue
+    atomic_write_text(path, "".join(k + "\n" for k in keep))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return guard(PROG, lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    device = resolve_device(args.device)
+    dist_info = D.setup(device.type)
+    try:
+        return _run(args, device, dist_info)
+    finally:
+        D.teardown(dist_info)
+
+
+def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
+    from bsp_fast.data.sampler import BalancedSampler
+    from bsp_fast.models import MODEL_NAMES, build_model, seq_len, window_offset
+
+    main_rank = dist_info.is_main
+
+    def log(msg: str) -> None:
+        if main_rank:
+            print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    if args.threads:
+        torch.set_num_threads(int(args.threads))
+    for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps), ("--eval-batch-size", args.eval_batch_size)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag}: expected a positive integer, got {value}")
+    for flag, value in (("--lr", args.lr), ("--epochs", args.epochs), ("--max-minutes", args.max_minutes)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"{flag}: expected a positive number, got {value}")
+    if args.negatives_per_positive is not None and not (math.isfinite(args.negatives_per_positive)
+                                                        and args.negatives_per_positive >= 0):
+        raise UserError(f"--negatives-per-positive: expected a number >= 0, got {args.negatives_per_positive}")
+
+    # ---- resume: the run's settings come from its checkpoint ---------------------------------
+    out = Path(args.out) if args.out else None
+    ckpt = None
+    if args.resume:
+        if out is None:
+            raise UserError("--resume needs --out DIR (the run to continue)")
+        try:
+            ckpt = load_checkpoint(out / "checkpoint.pt")
+        except CheckpointError as exc:
+            raise UserError(f"--resume: {exc}") from None
+        if ckpt.get("kind") != "train" or "optimizer" not in ckpt or "sampler" not in ckpt:
+            raise UserError(f"--resume: checkpoint {out / 'checkpoint.pt'} is not a training checkpoint")
+
+    # seeds first: the model's initial weights are the same on every rank and in every repeat
+    init_seed = int(ckpt["config"].get("seed", args.seed) if ckpt else args.seed)
+    torch.manual_seed(init_seed)
+    np.random.seed(init_seed % 2**32)
+    import random as _random
+
+    _random.seed(init_seed)
+
+    model_name = args.model or (ckpt["model_config"]["name"] if ckpt else DEFAULT_MODEL)
+    if model_name not in MODEL_NAMES:
+        raise UserError(f"--model {model_name!r}: unknown model; expected one of {', '.join(MODEL_NAMES)}")
+    try:
+        model = build_model(model_name, **model_options(args))
+    except ValueError as exc:
+        raise UserError(f"--model {model_name}: {_one_line(exc)}") from None
+    if ckpt is not None:
+        mine = dict(model.config)
+        saved = dict(ckpt["model_config"])
+        given = {k for k, v in model_options(args).items()} | ({"name"} if args.model else set())
+        if any(mine.get(k) != saved.get(k) for k in given if k != "rc_average"):
+            raise UserError(f"--resume: checkpoint {out / 'checkpoint.pt'} holds model {saved}, "
+                            f"which the model flags given now contradict ({ {k: mine[k] for k in given} })")
+        saved["rc_average"] = bool(args.rc_average or saved.get("rc_average", False))
+        model = build_model(**saved)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise UserError(f"--resume: checkpoint {out / 'checkpoint.pt'}: weights do not fit its model "
+                            f"({_one_line(exc)[:160]})") from None
+
+    if ckpt is not None:  # the data of the run being continued, unless given again
+        cfg0, paths0 = ckpt.get("config", {}), ckpt.get("data", {})
+        if args.genome is None and not cfg0.get("builtin", True):
+            args.genome = paths0.get("genome")
+            if args.labels is None and args.peaks is None:
+                args.labels, args.peaks = paths0.get("labels"), paths0.get("peaks")
+            if args.cell is None and args.labels is not None:
+                args.cell = cfg0.get("cell")
+        if args.test_chroms is None and cfg0.get("test_chroms"):
+            args.test_chroms = ",".join(cfg0["test_chroms"])
+        if args.valid_chroms is None and cfg0.get("valid_chroms"):
+            args.valid_chroms = ",".join(cfg0["valid_chroms"])
+    data = Data(args, log)
+    defaults = BUILTIN_DEFAULTS if data.builtin is not None else REAL_DEFAULTS
+    prev = ckpt["config"] if ckpt else {}
+
+    def setting(name: str) -> Any:
+        value = getattr(args, name)
+        if value is not None:
+            return value
+        return prev.get(name, defaults.get(name))
+
+    batch_size = int(setting("batch_size"))
+    lr = float(setting("lr"))
+    npp = float(setting("negatives_per_positive"))
+    seed = int(args.seed if not ckpt else prev.get("seed", args.seed))
+
+    mcfg = model.config
+    length, offset = seq_len(mcfg), window_offset(mcfg, data.bin_size)
+    try:
+        sampler = BalancedSampler(data.labels, data.train_chroms, batch_size, negatives_per_positive=npp, seed=seed,
+                                  rank=dist_info.rank, world_size=dist_info.world_size,
+                                  rc_augment=not (args.no_rc_augment or prev.get("no_rc_augment", False)),
+                                  jitter=int(args.jitter or prev.get("jitter", 0)), chrom_order=data.genome)
+    except ValueError as exc:
+        raise UserError(f"empty training set: {_one_line(exc)} (labels {data.paths.get('labels') or data.paths.get('peaks')}; "
+                        f"held out: {', '.join(data.test_chroms + data.valid_chroms)})") from None
+    if len(sampler) == 0:
+        raise UserError("empty training set: fewer training samples than processes")
+
+    # ---- the length of the run --------------------------------------------------------------
+    if args.steps is not None:
+        total_steps = int(args.steps)
+    elif args.epochs is not None:
+        total_steps = max(1, int(math.ceil(args.epochs * len(sampler))))
+    elif ckpt is not None:
+        total_steps = prev.get("total_steps")
+    elif defaults.get("steps"):
+        total_steps = int(defaults["steps"])
+    elif args.max_minutes is not None:
+        total_steps = None  # time budget only
+    else:
+        total_steps = len(sampler)  # one epoch
+    max_minutes = setting("max_minutes")
+    schedule = args.lr_schedule or prev.get("lr_schedule") or ("cosine" if total_steps else "constant")
+
+    def lr_at(k: int) -> float:
+        if schedule != "cosine" or not total_steps:
+            return lr
+        frac = min(1.0, k / max(total_steps, 1))
+        return lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+    if args.eval_every:
+        eval_every = int(args.eval_every)
+    elif ckpt is not None and "eval_every" in prev:
+        eval_every = prev["eval_every"]
+    elif total_steps:
+        eval_every = max(1, total_steps // 10)
+    else:
+        eval_every = None  # time-based: every tenth of the budget
+    eval_every_s = (max_minutes * 60 / 10) if (eval_every is None and max_minutes) else None
+
+    # ---- the output directory: checked before anything is written --------------------------
+    if out is None:
+        out = Path("runs") / f"{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if ckpt is None and main_rank and (out / "checkpoint.pt").exists() and not args.overwrite:
+        raise UserError(f"--out {out}: already holds a run (checkpoint.pt); pass --resume to continue it, "
+                        f"--overwrite to replace it, or choose another --out")
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        if ckpt is None:  # a fresh run (or --overwrite): no stale history or best model from before
+            for name in ("history.jsonl", "best.pt", "metrics.json"):
+                (out / name).unlink(missing_ok=True)
+    D.barrier(dist_info)
+
+    # ---- optimiser, DDP, restoring state -----------------------------------------------------
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    step = 0
+    train_seconds = 0.0
+    best = None
+    if ckpt is not None:
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            sampler.load_state_dict(ckpt["sampler"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise UserError(f"--resume: checkpoint {out / 'checkpoint.pt'} does not fit this run ({_one_line(exc)})") from None
+        step = int(ckpt["step"])
+        train_seconds = float(ckpt.get("train_seconds", 0.0))
+        best = ckpt.get("best_valid_auprc")
+        rngs = ckpt.get("rng_per_rank") or [ckpt.get("rng")]
+        if rngs and len(rngs) == dist_info.world_size and rngs[dist_info.rank] is not None:
+            restore_rng(rngs[dist_info.rank])
+        if main_rank:
+            _history_truncate(out / "history.jsonl", step)
+        log(f"resuming {out} at step {step} (epoch {sampler.epoch}, batch {sampler.position})")
+    elif dist_info.enabled:  # same initial weights everywhere, different dropout masks per rank
+        torch.manual_seed(init_seed + 7919 * (dist_info.rank + 1))
+    train_model = model
+    if dist_info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    autocast = device.type == "cuda"
+
+    config = {
+        "model": model_name, "model_config": dict(model.config), "batch_size": batch_size, "lr": lr,
+        "negatives_per_positive": npp, "clip": args.clip, "lr_schedule": schedule, "total_steps": total_steps, "max_minutes": max_minutes,
+        "eval_every": eval_every, "seed": seed, "device": str(device), "world_size": dist_info.world_size,
+        "no_rc_augment": bool(args.no_rc_augment or prev.get("no_rc_augment", False)),
+        "jitter": int(args.jitter or prev.get("jitter", 0)), "test_chroms": list(data.test_chroms),
+        "valid_chroms": list(data.valid_chroms), "train_chroms": list(data.train_chroms), "cell": data.cell,
+        "bin_size": data.bin_size, "window_length": length, "window_offset": offset,
+        "valid_max_bins": args.valid_max_bins, "builtin": data.builtin is not None,
+    }
+    valid_set = EvalSet(data, data.valid_chroms, args.valid_max_bins, seed) if data.valid_chroms else None
+    log(f"model {model_name} ({sum(p.numel() for p in model.parameters()):,} parameters, {length} bp windows), "
+        f"train {len(data.train_chroms)} chromosomes ({sampler.n_pos:,} positives, {len(sampler):,} batches/epoch), "
+        f"valid {', '.join(data.valid_chroms)} ({len(valid_set) if valid_set else 0:,} bins), "
+        f"test {', '.join(data.test_chroms)}; device {device}"
+        + (f" x {dist_info.world_size} processes ({dist_info.backend})" if dist_info.enabled else "")
+        + f"; output {out}")
+
+    history_path = out / "history.jsonl"
+
+    def write_history(rec: dict[str, Any]) -> None:
+        if main_rank:
+            with open(history_path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+    def make_ckpt(rng_all: list | None, sampler_state: dict[str, Any], epoch: int) -> dict[str, Any]:
+        return {
+            "format": "bsp_fast.checkpoint", "version": 1, "kind": "train",
+            "model_config": dict(model.config), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "sampler": sampler_state, "rng": capture_rng(),
+            "rng_per_rank": rng_all, "step": step, "epoch": epoch, "train_seconds": train_seconds,
+            "best_valid_auprc": best, "config": config, "data": data.paths, "bin_size": data.bin_size,
+            "window_offset": offset, "time": time.time(),
+        }
+
+    last_state = {"sampler": sampler.state_dict(), "epoch": sampler.epoch}
+
+    def save_checkpoint(collective: bool = True) -> None:
+        rng_all = D.gather_objects(capture_rng(), dist_info) if collective else None
+        if main_rank:
+            atomic_save(make_ckpt(rng_all, last_state["sampler"], last_state["epoch"]), out / "checkpoint.pt")
+
+    # ---- the loop -------------------------------------------------------------------------
+    from bsp_fast.loader import PrefetchLoader
+
+    loader = PrefetchLoader(sampler, data.genome, length, offset, depth=6, pin_memory=device.type == "cuda")
+    show = not args.no_progress and main_rank
+    bar = _bar(total=total_steps, initial=step, desc="train", unit="step", disable=not show)
+    base_elapsed = train_seconds  # wall time of earlier sessions' loops (budget is summed over resumes)
+    loop_start = time.perf_counter()
+    t_last_ckpt = t_last_eval = loop_start
+    stats = {"samples": 0, "step_s": 0.0}  # this session: samples trained and seconds inside steps
+    log_every = max(1, min(50, (total_steps or 10_000) // 100))
+    run_loss, run_n = 0.0, 0
+    t_window, samples_window = time.perf_counter(), 0
+    stop_reason = "steps"
+    interrupted = False
+    collective_ok = False
+
+    def elapsed() -> float:
+        return base_elapsed + time.perf_counter() - loop_start
+
+    # Ctrl-C: the first one asks the loop to stop at the end of the step (checkpoint saved, all ranks
+    # agree through the step's flags); a second one interrupts at once.
+    sigint = {"n": 0}
+    old_handler = None
+
+    def on_sigint(signum, frame):
+        sigint["n"] += 1
+        if sigint["n"] > 1:
+            raise KeyboardInterrupt
+
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGINT, on_sigint)
+
+    try:
+        while total_steps is None or step < total_steps:
+            t0 = time.perf_counter()
+            batch = loader.next()
+            codes = batch.codes.to(device, non_blocking=True)
+            labels = batch.labels.to(device, non_blocking=True)
+            if autocast:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    logits = train_model(codes)
+            else:
+                logits = train_model(codes)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
+            loss_value = float(loss.detach())
+            nonfinite = 0.0 if math.isfinite(loss_value) else 1.0
+            if not nonfinite:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                       args.clip if args.clip > 0 else float("inf"))
+                if not torch.isfinite(gnorm):
+                    nonfinite = 1.0
+            time_up = 1.0 if (max_minutes and elapsed() / 60 >= max_minutes) else 0.0
+            eval_due = 1.0 if ((eval_every is not None and (step + 1) % eval_every == 0) or (
+                eval_every_s is not None and time.perf_counter() - t_last_eval >= eval_every_s)) else 0.0
+            ckpt_due = 1.0 if time.perf_counter() - t_last_ckpt >= args.checkpoint_minutes * 60 else 0.0
+            stop_now = 1.0 if sigint["n"] else 0.0
+            flags = D.all_reduce_sum([nonfinite, time_up, eval_due, ckpt_due, stop_now], dist_info,
+                                     torch.device("cpu"))
+            if flags[0] > 0:
+                raise NonFiniteLoss(f"loss became {loss_value} at step {step + 1} (lr {lr}); stopped without "
+                                    f"saving, last good checkpoint: {out / 'checkpoint.pt'}"
+                                    + ("" if (out / "checkpoint.pt").exists() else " (none written yet)")
+                                    + "; try a lower --lr or --clip")
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            optimizer.step()
+            step += 1
+            last_state = {"sampler": batch.sampler_state, "epoch": batch.epoch}
+            n = int(codes.shape[0])
+            stats["samples"] += n
+            samples_window += n
+            run_loss += loss_value * n
+            run_n += n
+            stats["step_s"] += time.perf_counter() - t0
+            if show:
+                bar.update(1)
+            if step % log_every == 0 or step == total_steps:
+                now = time.perf_counter()
+                sps = samples_window * dist_info.world_size / max(now - t_window, 1e-9)
+                t_window, samples_window = now, 0
+                if show:
+                    bar.set_postfix(loss=f"{run_loss / max(run_n, 1):.4f}", seq_s=f"{sps:,.0f}", refresh=False)
+                write_history({"kind": "train", "step": step, "epoch": batch.epoch, "loss": run_loss / max(run_n, 1),
+                               "seq_per_s": sps, "lr": lr_at(step - 1), "elapsed_s": elapsed()})
+                run_loss, run_n = 0.0, 0
+            if flags[4] > 0:
+                raise KeyboardInterrupt
+            finished = (total_steps is not None and step >= total_steps) or flags[1] > 0
+            if valid_set is not None and flags[2] > 0 and not finished:
+                best = _validate(model, data, valid_set, device, args, dist_info, autocast, step,
+                                 batch.epoch, best, write_history, out, make_ckpt, log, show)
+                t_last_eval = time.perf_counter()
+                t_window, samples_window = time.perf_counter(), 0
+            if (flags[2] > 0 or flags[3] > 0) and not finished:
+                train_seconds = elapsed()
+                save_checkpoint()
+                t_last_ckpt = time.perf_counter()
+            if flags[1] > 0:
+                stop_reason = "time"
+                log(f"time budget of {max_minutes} min reached at step {step}")
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        collective_ok = sigint["n"] == 1  # every rank stopped at the same step boundary
+    except NonFiniteLoss as exc:
+        if main_rank:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loader.close()
+        bar.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+    train_seconds = elapsed()
+    if interrupted:
+        save_checkpoint(collective=collective_ok)
+        log(f"interrupted at step {step}; checkpoint saved to {out / 'checkpoint.pt'} "
+            f"(continue with --resume --out {out})")
+        return 130
+
+    # ---- final validation, checkpoint, test ---------------------------------------------------
+    if valid_set is not None:
+        best = _validate(model, data, valid_set, device, args, dist_info, autocast, step, last_state["epoch"],
+                         best, write_history, out, make_ckpt, log, show)
+    save_checkpoint()
+
+    # the model scored on the test chromosomes: best validation auPRC where validation ran
+    if (out / "best.pt").exists() and valid_set is not None:
+        try:
+            model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
+        except CheckpointError as exc:
+            log(f"note: {exc}; testing the last model instead")
+    test_set = EvalSet(data, data.test_chroms, 0, seed)
+    log(f"scoring every bin of {', '.join(data.test_chroms)}: {len(test_set):,} bins "
+        f"({int(test_set.labels.sum()):,} bound, prevalence {test_set.labels.mean():.4f})")
+    t_test = time.perf_counter()
+    scores = evaluate_model(model, data, test_set, device, args.eval_batch_size, dist_info, autocast,
+                            desc="test", show=show)
+    predict_s = time.perf_counter() - t_test
+    if not main_rank:
+        return 0
+    from bsp_fast.metrics import binary_metrics
+    from bsp_fast.plots import plot_lines, plot_roc_pr
+
+    try:
+        metrics: dict[str, Any] = binary_metrics(test_set.labels, scores)
+    except ValueError as exc:
+        raise UserError(f"--test-chroms: cannot score the test chromosomes ({_one_line(exc)})") from None
+    curves_in = {model_name: (test_set.labels, scores)}
+    oracle = data.oracle_scores(test_set)
+    if oracle is not None:
+        om = binary_metrics(test_set.labels, oracle)
+        metrics["oracle_auroc"], metrics["oracle_auprc"] = om["auroc"], om["auprc"]
+        curves_in["oracle"] = (test_set.labels, oracle)
+    metrics.update({
+        "train_sequences_per_second": stats["samples"] * dist_info.world_size / max(stats["step_s"], 1e-9),
+        "data_wait_fraction": loader.wait_seconds / max(stats["step_s"], 1e-9),
+        "predict_bins_per_second": len(test_set) / max(predict_s, 1e-9),
+        "steps": step, "epochs": step / max(len(sampler), 1), "train_seconds": train_seconds,
+        "stopped_by": stop_reason, "best_valid_auprc": best, "model": model_name,
+        "prevalence": float(test_set.labels.mean()), "test_chroms": list(data.test_chroms),
+        "config": config, "data": data.paths, "output": str(out.resolve()),
+    })
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=_json_default) + "\n")
+    _plots(out, history_path, curves_in, model_name, plot_lines, plot_roc_pr)
+    line = (f"test auROC {metrics['auroc']:.4f}  auPRC {metrics['auprc']:.4f}"
+            + (f"  (oracle auROC {metrics['oracle_auroc']:.4f}  auPRC {metrics['oracle_auprc']:.4f})" if oracle is not None else "")
+            + f"  recall@FDR10 {metrics['recall_at_fdr10']:.3f}  {metrics['n_pos']:,} bound / {metrics['n_neg']:,} unbound;"
+            f"  {metrics['train_sequences_per_second']:,.0f} seq/s, data wait {metrics['data_wait_fraction']:.1%}")
+    print(line)
+    log(f"wrote {out}/metrics.json, history.jsonl, checkpoint.pt, best.pt, loss.png, roc_pr.png")
+    return 0
+
+
+def _validate(model, data, valid_set, device, args, dist_info, autocast, step, epoch, best, write_history, out,
+              make_ckpt, log, show):
+    """Score the validation bins; history line; best.pt when the auPRC improves. Returns the best auPRC."""
+    from bsp_fast.metrics import binary_metrics
+
+    scores = evaluate_model(model, data, valid_set, device, args.eval_batch_size, dist_info, autocast,
+                            desc="valid", show=show)
+    if not dist_info.is_main:
+        return best
+    labels = valid_set.labels
+    try:
+        m = binary_metrics(labels, scores)
+    except ValueError as exc:
+        log(f"note: validation at step {step} not scored ({_one_line(exc)})")
+        return best
+    rec = {"kind": "valid", "step": step, "epoch": epoch, "loss": _bce(labels, scores),
+           **{k: m[k] for k in ("auroc", "auprc", "recall_at_fdr10", "recall_at_fdr50", "n_pos", "n_neg")}}
+    improved = best is None or m["auprc"] > best
+    if improved:
+        best = m["auprc"]
+        ck = make_ckpt(None, {}, epoch)
+        ck["kind"] = "best"
+        ck["best_valid_auprc"] = best
+        for k in ("optimizer", "sampler", "rng", "rng_per_rank"):
+            ck.pop(k, None)
+        atomic_save(ck, out / "best.pt")
+    rec["best"] = bool(improved)
+    write_history(rec)
+    log(f"step {step}: valid auROC {m['auroc']:.4f} auPRC {m['auprc']:.4f} loss {rec['loss']:.4f}"
+        + (" (best)" if improved else ""))
+    return best
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (Path,)):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _plots(out: Path, history_path: Path, curves_in, model_name: str, plot_lines, plot_roc_pr) -> None:
+    recs = []
+    if history_path.exists():
+        for line in history_path.read_text().splitlines():
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                continue
+    train = [r for r in recs if r.get("kind") == "train"]
+    valid = [r for r in recs if r.get("kind") == "valid"]
+    series = {}
+    if train:
+        series["train loss (balanced batches)"] = ([r["step"] for r in train], [r["loss"] for r in train])
+    if valid:
+        series["valid loss (true prevalence)"] = ([r["step"] for r in valid], [r["loss"] for r in valid])
+    if series:
+        plot_lines(series, out / "loss.png", "step", "binary cross-entropy", title=f"{model_name}: loss")
+    if valid:
+        plot_lines({"valid auROC": ([r["step"] for r in valid], [r["auroc"] for r in valid]),
+                    "valid auPRC": ([r["step"] for r in valid], [r["auprc"] for r in valid])},
+                   out / "valid.png", "step", "score", title=f"{model_name}: validation")
+    plot_roc_pr(curves_in, out / "roc_pr.png", title=f"{model_name}: test chromosomes, every bin")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

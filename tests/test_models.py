@@ -1,0 +1,111 @@
+"""bsp_fast.models: the contract (codes in, one logit out, config rebuilds, first_conv), layouts, RC."""
+
+import pytest
+import torch
+
+from bsp_fast.models import (DEFAULTS, MODEL_NAMES, build_model, one_hot, revcomp_codes, seq_len,
+                             window_offset)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_contract(name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    length = seq_len(model.config)
+    codes = torch.randint(0, 5, (3, length), dtype=torch.uint8)
+    out = model(codes)
+    assert out.shape == (3,) and out.dtype == torch.float32
+    torch.testing.assert_close(model(codes.long()), out)
+    clone = build_model(**model.config).eval()
+    clone.load_state_dict(model.state_dict())
+    torch.testing.assert_close(clone(codes), out)
+    assert (model.first_conv is None) == (name.startswith("bigru"))
+    if model.first_conv is not None:
+        assert isinstance(model.first_conv, torch.nn.Conv1d) and model.first_conv.in_channels == 4
+    # gradients reach every parameter
+    model.train()
+    model(codes).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_layouts_and_defaults():
+    big = build_model("bigru")
+    assert (big.config["region"], big.config["flank"], big.config["hidden"]) == (200, 100, 128)
+    assert big.config["dropout"] == 0.1 and seq_len(big.config) == 400 and window_offset(big.config) == -100
+    small = build_model("bigru-small")
+    assert (small.config["hidden"], seq_len(small.config)) == (32, 80)  # the thesis' small net: 20 + 40 + 20
+    assert window_offset(small.config) == 60  # centred on a 200 bp bin
+    custom = build_model("bigru-small", region=100, flank=50, hidden=8)
+    assert seq_len(custom.config) == 200 and custom.gru.hidden_size == 8
+    assert set(DEFAULTS) == {"bigru", "bigru-small", "cnn", "hybrid"}
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("lstm")
+    with pytest.raises(ValueError, match="no option"):
+        build_model("cnn", hidden=3)
+    with pytest.raises(ValueError, match="dropout"):
+        build_model("bigru", dropout=0.9 + 0.2)
+    with pytest.raises(ValueError, match="shorter"):
+        build_model("bigru-small")(torch.zeros(2, 30, dtype=torch.uint8))
+    with pytest.raises(TypeError):
+        build_model("cnn")(torch.zeros(2, 400))
+
+
+def test_one_hot_and_revcomp():
+    codes = torch.tensor([[0, 1, 2, 3, 4]], dtype=torch.uint8)
+    oh = one_hot(codes)
+    assert oh.shape == (1, 5, 4)
+    torch.testing.assert_close(oh[0, :4], torch.eye(4))
+    assert oh[0, 4].abs().sum() == 0  # N is an all-zero row
+    assert revcomp_codes(codes).tolist() == [[4, 0, 1, 2, 3]]  # reversed AND complemented
+    assert revcomp_codes(revcomp_codes(codes)).tolist() == codes.tolist()
+
+
+@pytest.mark.parametrize("name", ["bigru-small", "hybrid"])
+def test_rc_average_is_strand_symmetric(name):
+    torch.manual_seed(1)
+    model = build_model(name, rc_average=True).eval()
+    codes = torch.randint(0, 4, (4, seq_len(model.config)), dtype=torch.uint8)
+    torch.testing.assert_close(model(codes), model(revcomp_codes(codes)), rtol=1e-4, atol=1e-5)
+    plain = build_model(name).eval()
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(plain(codes), plain(revcomp_codes(codes)))
+
+
+def test_bigru_reads_flanks_by_direction():
+    """A 1-layer bigru: the forward state at the region end never sees the right flank and vice versa,
+    so the logit depends on the flanks only through the direction coming from that side."""
+    torch.manual_seed(2)
+    model = build_model("bigru-small", layers=1, region=10, flank=5, dropout=0.0).eval()
+    h = model.hidden
+    codes = torch.randint(0, 4, (2, 20), dtype=torch.uint8)
+    feats = {}
+
+    def hook(_m, inp, _out):
+        feats["x"] = inp[0].detach().clone()
+
+    model.head.register_forward_hook(hook)
+    model(codes)
+    base = feats["x"]
+    right = codes.clone()
+    right[:, -3:] = (right[:, -3:] + 1) % 4  # change the right flank
+    model(right)
+    torch.testing.assert_close(feats["x"][:, :h], base[:, :h])  # forward half unchanged
+    assert not torch.allclose(feats["x"][:, h:], base[:, h:])
+    left = codes.clone()
+    left[:, :3] = (left[:, :3] + 1) % 4
+    model(left)
+    torch.testing.assert_close(feats["x"][:, h:], base[:, h:])  # backward half unchanged
+    assert not torch.allclose(feats["x"][:, :h], base[:, :h])
+
+
+def test_rc_conv_scans_both_strands():
+    torch.manual_seed(3)
+    cnn = build_model("cnn").eval()  # rc_conv on by default: global max over both strands
+    codes = torch.randint(0, 4, (4, 400), dtype=torch.uint8)
+    torch.testing.assert_close(cnn(codes), cnn(revcomp_codes(codes)), rtol=1e-4, atol=1e-5)
+    one = build_model("cnn", rc_conv=False).eval()
+    one.load_state_dict(cnn.state_dict())
+    assert not torch.allclose(one(codes), one(revcomp_codes(codes)))

@@ -1,0 +1,157 @@
+"""python -m bsp_fast.train: outputs, exact resume, NaN stop, bad input (tiny runs on a tiny genome)."""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+
+import pytest
+import torch
+
+from bsp_fast import train
+from bsp_fast.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    from bsp_fast.data.synthetic import ensure_builtin
+
+    root = tmp_path_factory.getbasetemp() / "bsp_fast_builtin"
+    b = ensure_builtin(root, scale=0.05)
+    cache = tmp_path_factory.getbasetemp() / "bsp_fast_genomes"
+    return types.SimpleNamespace(fasta=str(b.fasta), labels=str(b.labels), cell=b.cell, builtin=b, cache=str(cache))
+
+
+def data_args(tiny, *extra):
+    return ["--genome", tiny.fasta, "--labels", tiny.labels, "--cell", tiny.cell, "--cache-dir", tiny.cache,
+            "--batch-size", "16", "--threads", "1", "--no-progress", "--eval-batch-size", "512", *extra]
+
+
+def small_model():
+    return ["--model", "bigru-small", "--hidden", "8", "--region", "60", "--flank", "20"]
+
+
+def test_train_writes_everything(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = train.main(data_args(tiny, *small_model(), "--steps", "12", "--eval-every", "6", "--out", str(out)))
+    assert rc == 0
+    for name in ("metrics.json", "history.jsonl", "checkpoint.pt", "best.pt", "loss.png", "valid.png", "roc_pr.png"):
+        assert (out / name).is_file(), name
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("auroc", "auprc", "recall_at_fdr10", "recall_at_fdr50", "n_pos", "n_neg",
+                "train_sequences_per_second", "data_wait_fraction", "config", "data"):
+        assert key in m, key
+    assert m["n_pos"] == tiny.builtin.stats["splits"]["test"]["B"]  # every test bin, true prevalence
+    assert m["n_neg"] == tiny.builtin.stats["splits"]["test"]["U"]
+    assert 0 <= m["data_wait_fraction"] <= 1 and m["train_sequences_per_second"] > 0
+    assert m["data"]["labels"].endswith("GABPA.train.labels.tsv.gz")
+    hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert {h["kind"] for h in hist} == {"train", "valid"}
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert ck["step"] == 12 and {"optimizer", "sampler", "rng", "config", "model_config"} <= set(ck)
+    assert ck["model_config"]["hidden"] == 8
+    assert "test auROC" in capsys.readouterr().out
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_is_exact(tiny, tmp_path):
+    common = data_args(tiny, *small_model(), "--eval-every", "100", "--lr-schedule", "constant")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main(common + ["--steps", "10", "--out", str(a)]) == 0
+    assert train.main(common + ["--steps", "4", "--out", str(b)]) == 0
+    assert train.main(data_args(tiny, "--steps", "10", "--out", str(b), "--resume")) == 0
+    wa, wb = _weights(a / "checkpoint.pt"), _weights(b / "checkpoint.pt")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
+    ca, cb = load_checkpoint(a / "checkpoint.pt"), load_checkpoint(b / "checkpoint.pt")
+    assert ca["sampler"] == cb["sampler"] and ca["step"] == cb["step"] == 10
+    steps = [json.loads(x)["step"] for x in (b / "history.jsonl").read_text().splitlines()
+             if json.loads(x)["kind"] == "train"]
+    assert steps == sorted(steps)  # history continues, nothing logged twice
+
+
+def test_nan_loss_stops_and_keeps_checkpoint(tiny, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "nan"
+    assert train.main(data_args(tiny, *small_model(), "--steps", "3", "--out", str(out))) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    calls = {"n": 0}
+    real = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def bce(logits, labels):
+        calls["n"] += 1
+        loss = real(logits, labels)
+        return loss * float("nan") if calls["n"] >= 3 else loss
+
+    monkeypatch.setattr(train, "F", types.SimpleNamespace(binary_cross_entropy_with_logits=bce))
+    capsys.readouterr()
+    rc = train.main(data_args(tiny, "--steps", "9", "--checkpoint-minutes", "0", "--out", str(out), "--resume"))
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "loss became nan at step 6" in err and "last good checkpoint" in err
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert ck["step"] == 5  # checkpoints up to the last good step, none after the NaN
+    assert all(math.isfinite(float(v.abs().sum())) for v in ck["model"].values())
+    assert before != (out / "checkpoint.pt").read_bytes()
+
+
+def _bad(capsys, argv, *needles):
+    capsys.readouterr()
+    rc = train.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if line.strip() and "it/s" not in line]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_bad_input(tiny, tmp_path, capsys):
+    out = tmp_path / "bad"
+    _bad(capsys, data_args(tiny, "--model", "lstm", "--out", str(out)), "--model", "lstm", "bigru-small")
+    _bad(capsys, data_args(tiny, "--frobnicate", "--out", str(out)), "--frobnicate")
+    _bad(capsys, data_args(tiny, "--out", str(out)) + ["--cell", "K562"], "--cell", "K562", "SYNTH")
+    _bad(capsys, data_args(tiny, "--test-chroms", "chr1,chrX", "--out", str(out)), "--test-chroms", "chrX")
+    _bad(capsys, data_args(tiny, "--test-chroms", "chr1,chr2,chr3,chr4,chr5,chr6,chr8",
+                           "--valid-chroms", "chr11,chr21", "--out", str(out)), "training")
+    _bad(capsys, ["--genome", str(tmp_path / "missing.fa"), "--labels", tiny.labels, "--out", str(out)],
+         "--genome", "missing.fa")
+    _bad(capsys, data_args(tiny, "--steps", "0", "--out", str(out)), "--steps")
+    assert not out.exists()  # nothing written for a user's mistake
+    # unreadable / mismatched checkpoints
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    _bad(capsys, data_args(tiny, "--resume", "--out", str(out)), "checkpoint.pt")
+    assert (out / "checkpoint.pt").read_bytes() == b"not a checkpoint"
+    _bad(capsys, data_args(tiny, "--out", str(out)), "--out", "--resume")  # would overwrite a run
+    good = tmp_path / "good"
+    assert train.main(data_args(tiny, *small_model(), "--steps", "2", "--out", str(good))) == 0
+    before = (good / "checkpoint.pt").read_bytes()
+    _bad(capsys, data_args(tiny, "--resume", "--model", "cnn", "--out", str(good)), "--resume", "checkpoint.pt")
+    assert (good / "checkpoint.pt").read_bytes() == before
+
+
+def test_cli_dispatch(capsys):
+    from bsp_fast import cli
+
+    assert cli.main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert cli.main(["nope"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "nope", "--genome", "/nonexistent.fa"]) == 2
+
+
+def test_train_from_peaks(tiny, tmp_path):
+    out = tmp_path / "peaks"
+    argv = ["--genome", tiny.fasta, "--peaks", str(tiny.builtin.peaks_bed), "--cache-dir", tiny.cache,
+            "--batch-size", "16", "--threads", "1", "--no-progress", "--model", "cnn", "--steps", "3",
+            "--out", str(out)]
+    assert train.main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_pos"] > 0 and "peaks" in m["data"]
