@@ -26,7 +26,8 @@ def _windows(rng, lengths, B, L):
     return ids, starts, strand
 
 
-@pytest.mark.parametrize("L", [1, 7, 200, 400])
+# 15/16/17 and 33: around the 16-base SIMD blocks and the 8-byte reverse steps
+@pytest.mark.parametrize("L", [1, 7, 15, 16, 17, 33, 200, 400])
 @pytest.mark.parametrize("n_threads", [1, 3])
 def test_kernels_match_reference(L, n_threads):
     rng = np.random.default_rng(L + 10 * n_threads)
@@ -43,6 +44,22 @@ def test_kernels_match_reference(L, n_threads):
         got1 = extract_one_hot(data, offs, lens, ids, starts, L, st, n_threads=n_threads)
         np.testing.assert_array_equal(got1, ref1)
         assert got1.dtype == np.float32 and got1.shape == (300, L, 4)
+
+
+def test_long_windows_and_odd_codes_match_reference():
+    """Windows longer than the kernel's gather buffer (16 kB) take the row-by-row path; bytes
+    that are no code (5..255, never written by the encoder) give N like the reference."""
+    rng = np.random.default_rng(7)
+    data, offs, lens = _genome(rng, lengths=(30000, 17000, 50))
+    data[200:260] = rng.integers(5, 256, size=60)
+    for L in (16385, 20001, 400):
+        ids, starts, strand = _windows(rng, lens, 12, L)
+        ids[:3], starts[:3] = [0, 0, 1], [0, 30000 - L, 17000 - L + 3]
+        for st in (None, strand):
+            np.testing.assert_array_equal(extract_codes(data, offs, lens, ids, starts, L, st),
+                                          codes_ref(data, offs, lens, ids, starts, L, st))
+            np.testing.assert_array_equal(extract_one_hot(data, offs, lens, ids, starts, L, st),
+                                          one_hot_ref(data, offs, lens, ids, starts, L, st))
 
 
 def test_reverse_complement_is_reversed_and_complemented():
