@@ -31,7 +31,7 @@ onwards (see :func:`window_offset`).
 
 Options (``build_model(name, **options)``; unknown options raise ValueError): ``region``,
 ``flank``, ``hidden``, ``layers``, ``dropout``, ``filters``, ``kernel_size``, ``pool``,
-``dense``, ``rc_conv`` (cnn, hybrid: every filter scans both strands, max of the two; default on),
+``dense``, ``rc_conv`` (cnn, hybrid: every filter scans both strands, ReLU responses summed; default on),
 ``rc_average``.
 """
 
@@ -49,7 +49,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "bigru": dict(region=200, flank=100, hidden=128, layers=2, dropout=0.1, rc_average=False),
     "bigru-small": dict(region=40, flank=20, hidden=32, layers=2, dropout=0.1, rc_average=False),
     "cnn": dict(region=200, flank=100, filters=64, kernel_size=24, dense=32, dropout=0.1, rc_conv=True,
-                rc_average=False),
+                mean_pool=False, rc_average=False),
     "hybrid": dict(region=200, flank=100, filters=64, kernel_size=19, pool=8, hidden=64, dense=64,
                    dropout=0.1, rc_conv=True, rc_average=False),
 }
@@ -99,14 +99,16 @@ def _make_gru(input_size: int, hidden: int, layers: int, dropout: float) -> nn.M
 
 
 def strand_conv(conv: nn.Conv1d, x: torch.Tensor, both: bool) -> torch.Tensor:
-    """``conv`` over one-hot ``x`` [B, 4, L]; with ``both``, also over the reverse complement, aligned
-    back to the forward coordinates, and the larger of the two responses kept (DeepBind's scan of both
-    strands: a filter finds its motif on either strand, so each filter needs learning once)."""
-    y = conv(x)
+    """``ReLU(conv)`` over one-hot ``x`` [B, 4, L]; with ``both``, plus ``ReLU(conv)`` over the reverse
+    complement, aligned back to the forward coordinates (DeepBind's scan of both strands: a filter
+    finds its motif on either strand, so each motif needs learning once). The two strands' responses
+    are summed after the ReLU rather than max-ed: the same strand symmetry, and on CPU the backward
+    pass is 2-3x cheaper than that of an element-wise maximum."""
+    y = torch.relu(conv(x))
     if not both:
         return y
-    y_rc = conv(x.flip(1).flip(2)).flip(2)  # one-hot columns A C G T: complement = reversed columns
-    return torch.maximum(y, y_rc)
+    # one-hot columns A C G T: complement = reversed columns
+    return y + torch.relu(conv(x.flip(1).flip(2))).flip(2)
 
 
 class _Base(nn.Module):
@@ -201,15 +203,19 @@ class CNNNet(_Base):
         self.kernel_size = k
         self.rc_conv = bool(config["rc_conv"])
         self.conv = nn.Conv1d(4, f, k)
-        self.mlp = nn.Sequential(nn.Linear(f, int(config["dense"])), nn.ReLU(), nn.Dropout(float(config["dropout"])),
-                                 nn.Linear(int(config["dense"]), 1))
+        self.mean_pool = bool(config.get("mean_pool", False))
+        feats = 2 * f if self.mean_pool else f
+        self.mlp = nn.Sequential(nn.Linear(feats, int(config["dense"])), nn.ReLU(),
+                                 nn.Dropout(float(config["dropout"])), nn.Linear(int(config["dense"]), 1))
 
     def min_length(self) -> int:
         return self.kernel_size
 
     def logits(self, codes: torch.Tensor) -> torch.Tensor:
         x = one_hot(codes).transpose(1, 2)  # [B, 4, L]
-        x = torch.relu(strand_conv(self.conv, x, self.rc_conv)).amax(dim=2)
+        c = strand_conv(self.conv, x, self.rc_conv)
+        # max: the best match; mean (DeepBind's optional average pool): how much of it, e.g. CpG density
+        x = torch.cat([c.amax(dim=2), c.mean(dim=2)], dim=1) if self.mean_pool else c.amax(dim=2)
         return self.mlp(x).squeeze(1)
 
 
@@ -235,7 +241,7 @@ class HybridNet(_Base):
 
     def logits(self, codes: torch.Tensor) -> torch.Tensor:
         x = one_hot(codes).transpose(1, 2)  # [B, 4, L]
-        c = torch.relu(strand_conv(self.conv, x, self.rc_conv))  # [B, F, L]
+        c = strand_conv(self.conv, x, self.rc_conv)  # [B, F, L]
         x = self.drop(self.pool(c))  # [B, F, L / pool]
         y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]
         h = self.hidden
@@ -270,6 +276,8 @@ def build_model(name: str, **options: Any) -> nn.Module:
     if not 0.0 <= config["dropout"] < 1.0:
         raise ValueError(f"model {name!r}: dropout is the probability of dropping, in [0, 1); got {config['dropout']}")
     config["rc_average"] = bool(config["rc_average"])
+    if "mean_pool" in config:
+        config["mean_pool"] = bool(config["mean_pool"])
     if "rc_conv" in config:
         config["rc_conv"] = bool(config["rc_conv"])
     config = {"name": name, **config}

@@ -103,7 +103,7 @@ def test_bigru_reads_flanks_by_direction():
 
 def test_rc_conv_scans_both_strands():
     torch.manual_seed(3)
-    cnn = build_model("cnn").eval()  # rc_conv on by default: global max over both strands
+    cnn = build_model("cnn").eval()  # rc_conv on by default: both strands scanned
     codes = torch.randint(0, 4, (4, 400), dtype=torch.uint8)
     torch.testing.assert_close(cnn(codes), cnn(revcomp_codes(codes)), rtol=1e-4, atol=1e-5)
     one = build_model("cnn", rc_conv=False).eval()
