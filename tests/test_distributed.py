@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -26,7 +27,8 @@ def torchrun(module, args, n=2, timeout=120):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_port", "0",
            "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0", "-m", module, *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    # cwd outside the checkout: the child must import the installed package, not the source tree
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=tempfile.gettempdir())
 
 
 def test_ddp_train_resume_predict(tiny, tmp_path):

@@ -256,7 +256,7 @@ def test_sigkill_mid_encode(tmp_path, records):
         "f._codec = type('C', (), {'encode_block': staticmethod(slow)})\n"
         f"from bsp_fast.data import Genome\nGenome({str(fa)!r}, cache_dir={str(tmp_path / 'cache')!r})\n"
     )
-    p = subprocess.Popen([sys.executable, "-c", child])
+    p = subprocess.Popen([sys.executable, "-c", child], cwd=tmp_path)  # not the checkout: import the installed package
     try:
         deadline = time.time() + 20
         while time.time() < deadline and not list((tmp_path / "cache").rglob("codes.u8.tmp.*")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -28,7 +29,7 @@ def _start(b, cache, out):
             "--flank", "20", "--batch-size", "16", "--threads", "1", "--no-progress", "--steps", "100000",
             "--eval-every", "100000", "--checkpoint-minutes", "0.002", "--out", str(out)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tempfile.gettempdir())  # installed package
 
 
 def _wait_for_checkpoint(proc, path, min_step=3, timeout=60):
