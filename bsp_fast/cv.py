@@ -65,8 +65,9 @@ def resolve_device(name: str) -> torch.device:
 def train_model(model: nn.Module, codes: np.ndarray, labels: np.ndarray, *, epochs: float = 10,
                 batch_size: int = 64, lr: float = 2e-3, seed: int = 0, device: torch.device | str = "cpu",
                 clip: float = 1.0, rc_augment: bool = False, max_steps: int | None = None, balance: bool = False,
-                log: Callable[[str], None] | None = None) -> nn.Module:
-    """Adam (learning rate ``lr``, cosine-decayed to 5 % over the run, gradient norm clipped to
+                warmup: float = 0.0, log: Callable[[str], None] | None = None) -> nn.Module:
+    """Adam (learning rate ``lr``, linearly warmed up over the first ``warmup`` fraction of the updates
+    (default none), then cosine-decayed to 5 % over the rest, gradient norm clipped to
     ``clip``) + binary cross-entropy on ``codes`` uint8 [n, L], ``labels`` 0/1 [n]; shuffled each epoch.
 
     ``epochs`` may be fractional; ``max_steps`` caps the number of updates; ``balance`` weighs the
@@ -85,9 +86,17 @@ def train_model(model: nn.Module, codes: np.ndarray, labels: np.ndarray, *, epoc
     total = max(1, int(round(epochs * steps_per_epoch)))
     if max_steps is not None:
         total = min(total, max_steps)
-    # cosine decay of the learning rate to 5 % over the run (helps the last digits of auROC)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(i, total) / total)))
+    # optional linear warm-up over the first ``warmup`` fraction of the updates, then cosine decay of
+    # the learning rate to 5 % over the rest (helps the last digits of auROC)
+    n_warm = int(round(max(0.0, min(warmup, 0.5)) * total))
+
+    def _factor(i: int) -> float:
+        if i < n_warm:
+            return (i + 1) / n_warm
+        t = min(i - n_warm, total - n_warm) / max(1, total - n_warm)
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _factor)
     step = 0
     running, seen = 0.0, 0
     with torch.random.fork_rng(devices=[]):
@@ -283,6 +292,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--epochs", type=float, default=None, help="training epochs per fold (default 10)")
     t.add_argument("--batch-size", type=int, default=None, help="default 64")
     t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 2e-3)")
+    t.add_argument("--warmup", type=float, default=None,
+                   help="fraction of the updates with a linear learning-rate warm-up (default 0; preset: its own)")
     t.add_argument("--rc-augment", action="store_true", help="random reverse-complement flips while training")
     t.add_argument("--balance", action="store_true", help="weigh the positives' loss by n_neg / n_pos")
     t.add_argument("--kmer", type=int, default=5, help="k of the k-mer baseline (default 5; 0 = no baseline)")
@@ -394,6 +405,9 @@ def _main(argv: Sequence[str] | None) -> int:
     epochs = args.epochs if args.epochs is not None else (pre.train["epochs"] if pre else 10)
     batch_size = args.batch_size if args.batch_size is not None else (pre.train["batch_size"] if pre else 64)
     lr = args.lr if args.lr is not None else (pre.train["lr"] if pre else 2e-3)
+    warmup = args.warmup if args.warmup is not None else (pre.train.get("warmup", 0.0) if pre else 0.0)
+    if not 0.0 <= warmup <= 0.5:
+        raise UserError(f"{PROG}: --warmup must be in 0..0.5, got {warmup}")
     if folds < 2:
         raise UserError(f"{PROG}: --folds must be >= 2, got {folds}")
     if epochs <= 0 or batch_size < 1 or lr <= 0:
@@ -415,7 +429,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         raise UserError(f"{PROG}: --out {out}: cannot create the directory ({exc.strerror})") from None
     train_kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, device=device, rc_augment=args.rc_augment,
-                    balance=args.balance)
+                    balance=args.balance, warmup=warmup)
     log(f"{n_pos} positive and {n_neg} negative sequences of {length} bp; model {name} {opts}; "
         f"{folds}-fold CV, {epochs:g} epochs, batch {batch_size}, lr {lr:g}, device {device}")
     res = cross_validate(codes, labels, make_model, folds=folds, seed=args.seed, kmer=args.kmer,
@@ -423,7 +437,7 @@ def _main(argv: Sequence[str] | None) -> int:
     net = res["network"]
     metrics: dict[str, Any] = {k: v for k, v in net.items()}
     metrics.update({"model": name, "folds": folds, "seed": args.seed, "length": length, "data": data_info,
-                    "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+                    "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "warmup": warmup,
                                  "rc_augment": bool(args.rc_augment), "balance": bool(args.balance),
                                  "device": str(device)},
                     "std": "sample standard deviation over folds (ddof=1)"})
@@ -456,7 +470,8 @@ def _main(argv: Sequence[str] | None) -> int:
         final = make_model()
         train_model(final, codes, labels, seed=args.seed, **train_kw)
         save_final(final, out / "final.pt", {
-            "config": {"command": "cv", "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": args.seed,
+            "config": {"command": "cv", "epochs": epochs, "batch_size": batch_size, "lr": lr, "warmup": warmup,
+                       "seed": args.seed,
                        "rc_augment": bool(args.rc_augment)},
             "data": data_info, "length": length,
             "cv": {k: metrics[k] for k in ("auroc_mean", "auroc_std", "auprc_mean", "auprc_std")}})

@@ -114,7 +114,12 @@ PRESETS = {
         data=dict(n=50_000, length=80, flank=20, positive_fraction=0.1),
         # fold 1 of 5 (one CPU thread): 3 epochs / batch 32 -> auROC 0.9934; 5 / 64 -> 0.9993;
         # 7 / 64 -> 0.99953 (93 s); 8 epochs / batch 128 / lr 1.5e-2 -> 0.99939
-        train=dict(epochs=7, batch_size=64, lr=1e-2, folds=5),
+        # fold 3 of 5 (the worst fold without warm-up: 0.9902): a linear warm-up of the learning rate
+        # over the first 5 % of the updates -> 0.9947. Not better on fold 3 (5 % warm-up unless noted):
+        # lr 7e-3 0.9857; lr 2e-2 + 10 % warm-up 0.9813; batch 32 / lr 5e-3 0.9920; 100,000 sequences /
+        # 3.5 epochs 0.9908; 150,000 / 3 epochs / batch 256 / lr 2e-2 0.9940 (fold 1: 150,000 / 2 epochs
+        # / lr 1e-2 0.9931, lr 3e-3 0.9871). Run-to-run spread on one fold is large (~0.005).
+        train=dict(epochs=7, batch_size=64, lr=1e-2, warmup=0.05, folds=5),
         target=dict(auroc=0.9997, auprc=0.998),
     ),
 }
