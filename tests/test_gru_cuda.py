@@ -13,6 +13,7 @@ import math
 
 import pytest
 import torch
+from _gru_layer_ref import ref_backward, ref_forward  # tests/ is on sys.path (conftest.py)
 
 pytestmark = pytest.mark.cuda
 
@@ -43,44 +44,6 @@ def close(a, b, tol, what=""):
     err = (a - b).abs().max().item() if a.numel() else 0.0
     scale = max(1.0, b.abs().max().item() if b.numel() else 0.0)
     assert err <= tol * scale, f"{what}: max abs err {err:.3e} > {tol:.1e} * {scale:.3g}"
-
-
-# ---- float64 reference of docs/contracts.md -----------------------------------------------------------
-
-
-def ref_forward(gi, w_hh, b_hh, h0):
-    T, B, H6 = gi.shape
-    H = H6 // 6
-    ys = [[None] * T for _ in range(2)]
-    sv = [[None] * T for _ in range(2)]
-    ghs = [[None] * T for _ in range(2)]
-    for d in range(2):
-        h = h0[d]
-        for t in (range(T) if d == 0 else range(T - 1, -1, -1)):
-            gh = h @ w_hh[d].T + b_hh[d]
-            ghs[d][t] = gh
-            x = gi[t, :, 3 * H * d: 3 * H * (d + 1)]
-            r = torch.sigmoid(x[:, :H] + gh[:, :H])
-            z = torch.sigmoid(x[:, H:2 * H] + gh[:, H:2 * H])
-            n = torch.tanh(x[:, 2 * H:] + r * gh[:, 2 * H:])
-            h = (1 - z) * n + z * h
-            ys[d][t] = h
-            sv[d][t] = torch.cat([r, z, n, gh[:, 2 * H:]], dim=1)
-    y = torch.stack([torch.cat([ys[0][t], ys[1][t]], 1) for t in range(T)])
-    saved = torch.stack([torch.cat([sv[0][t], sv[1][t]], 1) for t in range(T)])
-    return y, saved, ghs
-
-
-def ref_backward(gi, w_hh, b_hh, h0, grad_y):
-    gi = gi.detach().double().requires_grad_(True)
-    h0 = h0.detach().double().requires_grad_(True)
-    y, _, ghs = ref_forward(gi, w_hh.detach().double(), b_hh.detach().double(), h0)
-    T = gi.shape[0]
-    flat = [ghs[d][t] for d in range(2) for t in range(T)]
-    grads = torch.autograd.grad(y, [gi, h0, *flat], grad_outputs=grad_y.double())
-    g_flat = grads[2:]
-    g_gh = torch.stack([torch.cat([g_flat[t], g_flat[T + t]], 1) for t in range(T)])
-    return grads[0], g_gh, grads[1]
 
 
 def random_layer(T, B, H, dtype=torch.float32, seed=0):
