@@ -13,6 +13,7 @@ Environment switches:
   BSP_FAST_CUDA_ARCH       e.g. "8.0;9.0" (else TORCH_CUDA_ARCH_LIST, else 8.0 8.6 8.9 9.0 + PTX)
   BSP_FAST_BUILD_ONLY      comma-separated extension names to build (developer convenience)
   BSP_FAST_CUDA_WERROR=1   treat nvcc warnings as errors
+  BSP_FAST_OPENMP=0        CPU kernel on std::threads instead of (torch's) OpenMP pool
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ def _cpu_flags() -> list[str]:
     if os.environ.get("BSP_FAST_NATIVE") == "1":
         flags.append("-march=native")
     return flags
+
+
+def _openmp_flags() -> list[str]:
+    """-fopenmp for the CPU GRU kernel on Linux (GCC/Clang with libgomp).
+
+    The module then needs ``libgomp.so.1``; torch's Linux wheels load their own copy under that
+    same soname first (bsp_fast imports torch before the module), and the dynamic loader binds the
+    module to that copy, so the process keeps ONE OpenMP runtime and the kernel shares torch's
+    thread pool (tests/test_gru_op.py checks both). Elsewhere, or with BSP_FAST_OPENMP=0, the
+    kernel uses std::threads.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("BSP_FAST_OPENMP") == "0":
+        return []
+    return ["-fopenmp"]
 
 
 def find_nvcc() -> str | None:
@@ -104,8 +119,8 @@ def extensions() -> list[Extension]:
             sources=cpu_sources,
             include_dirs=[pybind11.get_include(), "csrc"],
             language="c++",
-            extra_compile_args=_cpu_flags(),
-            extra_link_args=["-pthread"],
+            extra_compile_args=_cpu_flags() + _openmp_flags(),
+            extra_link_args=["-pthread", *_openmp_flags()],
         )
     )
     if (ROOT / "bsp_fast/data/_codec.pyx").exists():

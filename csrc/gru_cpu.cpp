@@ -21,6 +21,10 @@
 
 #include "gru_cpu_common.h"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -95,6 +99,15 @@ void run_tasks(int B, int nthreads, Fn fn) {
     for (int k = 0; k < ntasks; ++k) task(k);
     return;
   }
+#if defined(_OPENMP)
+  // torch's own OpenMP pool (the process has one libgomp: see setup.py), so the kernel runs on
+  // the very threads torch's ops just used instead of competing with them while they spin.
+#pragma omp parallel num_threads(nth)
+  {
+    const int th = omp_get_thread_num(), n = omp_get_num_threads();
+    for (int k = th; k < ntasks; k += n) task(k);
+  }
+#else
   std::vector<std::thread> threads;
   threads.reserve(nth - 1);
   int started = 1;
@@ -112,6 +125,7 @@ void run_tasks(int B, int nthreads, Fn fn) {
   for (int th = started; th < nth; ++th)
     for (int k = th; k < ntasks; k += nth) task(k);
   for (auto& t : threads) t.join();
+#endif
 }
 
 void check_sizes(int T, int B, int H) {

@@ -25,7 +25,7 @@ def _inputs(T, B, H, dtype=torch.float32, seed=0, requires_grad=False):
 @pytest.mark.parametrize("T,B,H", [(1, 1, 4), (7, 3, 17), (50, 67, 32), (20, 5, 128)])
 def test_forward_matches_reference(T, B, H):
     args = _inputs(T, B, H, seed=T + B + H)
-    y, saved = bigru_forward(*args)
+    y, _, saved = bigru_forward(*args)
     ey, esaved = bigru_layer_reference(*args)
     torch.testing.assert_close(y, ey, rtol=1e-5, atol=2e-6)
     torch.testing.assert_close(saved, esaved, rtol=1e-5, atol=2e-6)
@@ -36,10 +36,28 @@ def test_forward_matches_reference(T, B, H):
 def test_backward_matches_reference_autograd(T, B, H):
     args = _inputs(T, B, H, seed=1, requires_grad=True)
     gy = torch.randn(T, B, 2 * H)
-    y, _ = bigru_forward(*args)
+    y, _, _ = bigru_forward(*args)
     got = torch.autograd.grad(y, args, gy)
     ey, _ = bigru_layer_reference(*args)
     want = torch.autograd.grad(ey, args, gy)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("use_y", [False, True])
+@pytest.mark.parametrize("T,B,H", [(1, 2, 3), (8, 5, 16)])
+def test_final_states_output_and_gradient(T, B, H, use_y):
+    """h_n is y's last forward / first reverse slice; its gradient (alone or with y's) is folded in."""
+    args = _inputs(T, B, H, seed=11 + T, requires_grad=True)
+    y, hn, _ = bigru_forward(*args)
+    assert torch.equal(hn, torch.stack([y[-1, :, :H], y[0, :, H:]]))
+    ghn = torch.randn(2, B, H)
+    gy = torch.randn(T, B, 2 * H)
+    outs, grads = ([hn, y], [ghn, gy]) if use_y else ([hn], [ghn])
+    got = torch.autograd.grad(outs, args, grads)
+    ey, _ = bigru_layer_reference(*args)
+    ehn = torch.stack([ey[-1, :, :H], ey[0, :, H:]])
+    want = torch.autograd.grad([ehn, ey] if use_y else [ehn], args, grads)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
 
@@ -48,7 +66,7 @@ def test_backward_op_outputs():
     """grad_gi / grad_gh / grad_h0 of bigru_backward against the reference's autograd."""
     T, B, H = 6, 4, 5
     gi, w_hh, b_hh, h0 = _inputs(T, B, H, dtype=torch.float64, seed=3)
-    y, saved = bigru_forward(gi, w_hh, b_hh, h0)
+    y, _, saved = bigru_forward(gi, w_hh, b_hh, h0)
     gy = torch.randn(T, B, 2 * H, dtype=torch.float64)
     grad_gi, grad_gh, grad_h0 = bigru_backward(gy, y, saved, w_hh, h0)
     gi_, h0_ = gi.clone().requires_grad_(), h0.clone().requires_grad_()
@@ -103,7 +121,7 @@ def test_opcheck_forward(requires_grad):
 
 def test_opcheck_backward():
     gi, w_hh, b_hh, h0 = _inputs(5, 3, 4, seed=6)
-    y, saved = bigru_forward(gi, w_hh, b_hh, h0)
+    y, _, saved = bigru_forward(gi, w_hh, b_hh, h0)
     gy = torch.randn_like(y)
     torch.library.opcheck(torch.ops.bsp_fast.bigru_backward.default, (gy, y, saved, w_hh, h0))
 
@@ -130,7 +148,7 @@ def test_instruction_set_variants_agree(isa):
     gy = torch.randn(9, 7, 38)
     try:
         _gru_cpu.set_isa(isa)
-        y, _ = bigru_forward(*args)
+        y, _, _ = bigru_forward(*args)
         got = torch.autograd.grad(y, args, gy)
     finally:
         _gru_cpu.set_isa("auto")
@@ -149,7 +167,7 @@ def test_results_do_not_depend_on_thread_count():
     try:
         for n in (1, 2, 3, 4):
             torch.set_num_threads(n)
-            y, _ = bigru_forward(*args)
+            y, _, _ = bigru_forward(*args)
             results.append((y, *torch.autograd.grad(y, args, gy)))
     finally:
         torch.set_num_threads(before)
@@ -163,7 +181,7 @@ def test_results_do_not_depend_on_thread_count():
 
 
 def test_interleaved_with_torch_ops_two_threads_no_hang(tmp_path):
-    """torch's OpenMP pool and the kernel's std::threads take turns in one process (2 threads)."""
+    """torch's ops and the fused kernel take turns on 2 threads in one process: no hang, same result."""
     code = textwrap.dedent(
         """
         import torch
@@ -192,11 +210,29 @@ def test_interleaved_with_torch_ops_two_threads_no_hang(tmp_path):
     assert res.stdout.split() == ["ok", "2"]
 
 
-def test_no_openmp_runtime_linked():
-    import bsp_fast._gru_cpu as ext
-
-    out = subprocess.run(["ldd", ext.__file__], capture_output=True, text=True).stdout
-    assert "gomp" not in out and "libomp" not in out and "iomp" not in out
+@pytest.mark.parametrize("torch_first", [True, False])
+def test_one_openmp_runtime_shared_with_torch(tmp_path, torch_first):
+    """The kernel's OpenMP (if built with it) is torch's: one OpenMP library mapped, whatever the import order."""
+    imports = "import torch\nimport bsp_fast._gru_cpu" if torch_first else "import bsp_fast._gru_cpu\nimport torch"
+    code = imports + textwrap.dedent(
+        """
+        import os
+        from bsp_fast.gru import FusedBiGRU
+        torch.set_num_threads(2)
+        out, hn = FusedBiGRU(4, 8, 1)(torch.randint(0, 4, (6, 10), dtype=torch.uint8))
+        (out.sum() + hn.sum()).backward()
+        names = ("libgomp", "libomp", "libiomp")
+        libs = sorted({line.split()[-1] for line in open("/proc/self/maps") if any(n in line for n in names)})
+        torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+        print(len(libs), int(any(l.startswith(torch_lib) for l in libs)), int(any(os.path.isfile(os.path.join(torch_lib, f)) and f.startswith(names) for f in os.listdir(torch_lib))))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    n_libs, uses_torch_copy, torch_ships_one = map(int, res.stdout.split())
+    assert n_libs <= 1, res.stdout
+    if torch_ships_one and torch_first:
+        assert uses_torch_copy == 1
 
 
 def test_projection_ops_opcheck_and_values():

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bsp_fast.gru.op import bigru_forward, bigru_forward_inference, codes_projection, time_major_linear
+from bsp_fast.gru.op import bigru_forward, bigru_forward_inference, codes_projection, final_states, time_major_linear
 
 __all__ = ["FusedBiGRU"]
 
@@ -200,16 +200,16 @@ class FusedBiGRU(nn.Module):
                 gi = time_major_linear(inp, w_ih, b_ih)  # [T, B, 6H]
             hl = h0[2 * layer : 2 * layer + 2]
             if need_grad:
-                y, _ = bigru_forward(gi, w_hh, b_hh, hl)
+                y, hn_layer, _ = bigru_forward(gi, w_hh, b_hh, hl)
             else:
                 y = bigru_forward_inference(gi, w_hh, b_hh, hl)
-            h_n.append(y[T - 1, :, :H])
-            h_n.append(y[0, :, H:])
+                hn_layer = final_states(y)
+            h_n.append(hn_layer)
             if layer < L - 1 and self.dropout > 0.0 and self.training:
                 y = F.dropout(y, self.dropout, True)
             inp = y
         out = inp.transpose(0, 1).contiguous() if self.batch_first else inp
-        hn = torch.stack(h_n)
+        hn = torch.cat(h_n)
         if unbatched:
             out = out.squeeze(0 if self.batch_first else 1)
             hn = hn.squeeze(1)

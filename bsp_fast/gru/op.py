@@ -1,6 +1,6 @@
 """The fused bi-GRU recurrence as torch custom ops (one layer, both directions).
 
-``bsp_fast::bigru_forward(gi, w_hh, b_hh, h0) -> (y, saved)`` and
+``bsp_fast::bigru_forward(gi, w_hh, b_hh, h0) -> (y, h_n, saved)`` and
 ``bsp_fast::bigru_backward(grad_y, y, saved, w_hh, h0) -> (grad_gi, grad_gh, grad_h0)``, exactly as
 docs/contracts.md specifies (time-major, both directions in ORIGINAL time):
 
@@ -9,6 +9,8 @@ docs/contracts.md specifies (time-major, both directions in ORIGINAL time):
     b_hh   [2, 3H]
     h0     [2, B, H]
     y      [T, B, 2H]  y[t, :, :H] forward state after x_0..x_t, y[t, :, H:] reverse state after x_{T-1}..x_t
+    h_n    [2, B, H]   final states: y[T-1, :, :H] and y[0, :, H:] (a copy; its gradient is folded
+                       into grad_y before the backward kernel, so no full-size zero tensor per slice)
     saved  [T, B, 8H]  per direction d at d*4H: r, z, n (post-activation), hn = W_hn h_prev + b_hn
 
 plus ``bsp_fast::bigru_forward_inference(gi, w_hh, b_hh, h0) -> y`` (no gates kept, no autograd),
@@ -31,7 +33,7 @@ from torch import Tensor
 
 from bsp_fast.gru import cpu_backend
 
-__all__ = ["bigru_forward", "bigru_backward", "bigru_forward_inference", "recurrent_weight_grads"]
+__all__ = ["bigru_forward", "bigru_backward", "bigru_forward_inference", "final_states", "recurrent_weight_grads"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,7 +115,7 @@ def _cuda_backend():
 
 
 @torch.library.custom_op("bsp_fast::bigru_forward", mutates_args=())
-def bigru_forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
+def bigru_forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     raise NotImplementedError(f"bsp_fast::bigru_forward has no kernel for device {gi.device.type!r} (cpu, cuda)")
 
 
@@ -132,10 +134,17 @@ def bigru_forward_inference(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) 
 # CPU
 
 
+def final_states(y: Tensor) -> Tensor:
+    """h_n [2, B, H] of one layer from its y [T, B, 2H]: forward state at T-1, reverse state at 0."""
+    H = y.shape[-1] // 2
+    return torch.stack([y[-1, :, :H], y[0, :, H:]])
+
+
 @bigru_forward.register_kernel("cpu")
 def _forward_cpu(gi, w_hh, b_hh, h0):
     _check_forward(gi, w_hh, b_hh, h0)
-    return cpu_backend.forward(gi, w_hh, b_hh, h0)
+    y, saved = cpu_backend.forward(gi, w_hh, b_hh, h0)
+    return y, final_states(y), saved
 
 
 @bigru_backward.register_kernel("cpu")
@@ -156,7 +165,8 @@ def _forward_inference_cpu(gi, w_hh, b_hh, h0):
 @bigru_forward.register_kernel("cuda")
 def _forward_cuda(gi, w_hh, b_hh, h0):
     _check_forward(gi, w_hh, b_hh, h0)
-    return _cuda_backend().forward(gi, w_hh, b_hh, h0)
+    y, saved = _cuda_backend().forward(gi, w_hh, b_hh, h0)
+    return y, final_states(y), saved
 
 
 @bigru_backward.register_kernel("cuda")
@@ -180,7 +190,7 @@ def _forward_inference_cuda(gi, w_hh, b_hh, h0):
 @bigru_forward.register_fake
 def _forward_fake(gi, w_hh, b_hh, h0):
     T, B, H = _check_forward(gi, w_hh, b_hh, h0)
-    return gi.new_empty(T, B, 2 * H), gi.new_empty(T, B, 8 * H)
+    return gi.new_empty(T, B, 2 * H), gi.new_empty(2, B, H), gi.new_empty(T, B, 8 * H)
 
 
 @bigru_backward.register_fake
@@ -219,14 +229,22 @@ def recurrent_weight_grads(grad_gh: Tensor, y: Tensor, h0: Tensor) -> tuple[Tens
 
 def _setup_context(ctx, inputs, output):
     gi, w_hh, b_hh, h0 = inputs
-    y, saved = output
+    y, _, saved = output
     ctx.save_for_backward(y, saved, w_hh, h0)
     ctx.mark_non_differentiable(saved)
+    # saved never gets a gradient: without this, autograd would fill a zero [T, B, 8H] tensor for it
+    ctx.set_materialize_grads(False)
 
 
-def _backward(ctx, grad_y, grad_saved):
+def _backward(ctx, grad_y, grad_hn, grad_saved):
     y, saved, w_hh, h0 = ctx.saved_tensors
-    if grad_y is None:
+    if grad_hn is not None:
+        # fold dL/dh_n into dL/dy (h_n is a copy of two time slices of y)
+        H = y.shape[-1] // 2
+        grad_y = torch.zeros_like(y) if grad_y is None else grad_y.clone(memory_format=torch.contiguous_format)
+        grad_y[-1, :, :H] += grad_hn[0]
+        grad_y[0, :, H:] += grad_hn[1]
+    elif grad_y is None:
         grad_y = torch.zeros_like(y)
     grad_gi, grad_gh, grad_h0 = bigru_backward(grad_y, y, saved, w_hh, h0)
     need = ctx.needs_input_grad
