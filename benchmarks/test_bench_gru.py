@@ -20,6 +20,7 @@ BSP_BENCH_GRU_ROUNDS scales them (default 1.0).
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import torch
@@ -59,6 +60,31 @@ def _make(impl: str, shape: str):
     return fused, (codes if impl == "fused" else onehot)
 
 
+def step_flops(B: int, T: int, H: int, kind: str, layers: int = LAYERS, input_size: int = 4) -> float:
+    """Multiply-adds x 2 that any exact GRU must do per step (one-hot layer-0 projection ignored).
+
+    Forward: per layer and direction T x (B x H) @ (H x 3H) for the recurrence, and for layers > 0
+    the input projection (B*T x 2H) @ (2H x 3H). Training adds, per GEMM, the two backward GEMMs
+    (input gradient and weight gradient), i.e. 3x the forward work.
+    """
+    rec = layers * 2 * T * 2 * B * H * 3 * H
+    proj = (layers - 1) * 2 * T * 2 * B * (2 * H) * 3 * H
+    fwd = rec + proj
+    return float(fwd if kind == "infer" else 3 * fwd)
+
+
+def gemm_rate() -> float:
+    """FLOP/s of one large float32 torch.mm here, now (the best any of the GEMMs above can do)."""
+    a, b = torch.randn(1536, 1536), torch.randn(1536, 1536)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * 1536**3 / best
+
+
 @pytest.fixture(scope="module", autouse=True)
 def summary(request):
     yield
@@ -66,8 +92,11 @@ def summary(request):
         return
     tr = request.config.pluginmanager.get_plugin("terminalreporter")
     write = tr.write_line if tr is not None else print
+    rate = gemm_rate()
     write("")
     write(f"==== FusedBiGRU vs nn.GRU, CPU, {torch.get_num_threads()} threads (sequences/s) ====")
+    write(f"  (floor: the step's GEMM FLOPs at the {rate / 1e9:.0f} GFLOP/s of one large torch.mm, measured now;"
+          " best/nn: the most any exact float32 implementation could gain over nn.GRU here)")
     for shape, (B, T, H) in SHAPES.items():
         for kind in ("train", "infer"):
             row = {impl: RESULTS.get((shape, kind, impl)) for impl in ("nn", "fused", "fused_float")}
@@ -75,7 +104,10 @@ def summary(request):
                 continue
             parts = [f"{impl} {v:9.1f}" for impl, v in row.items() if v is not None]
             ratios = [f"{impl}/nn {v / row['nn']:5.1f}x" for impl, v in row.items() if v is not None and impl != "nn"]
-            write(f"  {kind:5s} {shape:5s} B={B:<3d} T={T:<3d} H={H:<3d} " + "  ".join(parts) + "   " + "  ".join(ratios))
+            floor_s = step_flops(B, T, H, kind) / rate
+            best = B / floor_s
+            write(f"  {kind:5s} {shape:5s} B={B:<3d} T={T:<3d} H={H:<3d} " + "  ".join(parts) + "   " + "  ".join(ratios)
+                  + f"   floor {floor_s * 1e3:.1f} ms = {best:9.1f} seq/s, best/nn {best / row['nn']:5.1f}x")
 
 
 def _record(benchmark, shape, kind, impl):

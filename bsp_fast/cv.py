@@ -115,7 +115,9 @@ def train_model(model: nn.Module, codes: np.ndarray, labels: np.ndarray, *, epoc
                         xb[flip] = torch.where(rc < 4, 3 - rc, rc)
                 xb = xb.to(device, non_blocking=True)
                 yb = y_all[idx].to(device, non_blocking=True)
-                loss = nn.functional.binary_cross_entropy_with_logits(model(xb), yb, pos_weight=pos_weight)
+                logits = model(xb)  # [members, B] for an ensemble in training mode
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, yb.expand_as(logits),
+                                                                      pos_weight=pos_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if clip:
@@ -285,6 +287,7 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--hidden-size", type=int, help="GRU hidden size (bigru 128, bigru-small 32, hybrid 64)")
     m.add_argument("--dense", type=int, help="dense layer width (cnn 32, hybrid 64)")
     m.add_argument("--dropout", type=float, help="drop probability (default 0.1)")
+    m.add_argument("--members", type=int, help="an ensemble of this many models, trained side by side (default 1)")
     m.add_argument("--flank", type=int, default=None,
                    help="bases at each end read only as context (default 0: the whole sequence is the region)")
     t = p.add_argument_group("training")
@@ -362,7 +365,7 @@ def _model_factory(args, length: int, preset_flank: int | None) -> tuple[str, di
             opts.update({k: v for k, v in pre.model_options.items() if k not in ("region", "flank")})
     opts.update({"region": length - 2 * flank, "flank": flank})
     for flag, key in (("kernel_size", "kernel_size"), ("filters", "filters"), ("hidden_size", "hidden"),
-                      ("dense", "dense"), ("dropout", "dropout")):
+                      ("dense", "dense"), ("dropout", "dropout"), ("members", "members")):
         v = getattr(args, flag)
         if v is not None:
             opts[key] = v

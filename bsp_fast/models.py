@@ -34,7 +34,8 @@ onwards (see :func:`window_offset`).
 Options (``build_model(name, **options)``; unknown options raise ValueError): ``region``,
 ``flank``, ``hidden``, ``layers``, ``dropout``, ``filters``, ``kernel_size``, ``pool``,
 ``dense``, ``rc_conv`` (cnn, hybrid: every filter scans both strands, ReLU responses summed; default on),
-``rc_average``.
+``rc_average``, ``members`` (an :class:`Ensemble` of that many independently initialised copies,
+trained side by side and averaged at evaluation; default 1).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["MODEL_NAMES", "DEFAULTS", "build_model", "one_hot", "revcomp_codes", "window_offset", "seq_len"]
+__all__ = ["MODEL_NAMES", "DEFAULTS", "Ensemble", "build_model", "one_hot", "revcomp_codes", "window_offset", "seq_len"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "bigru": dict(region=200, flank=100, hidden=128, layers=2, dropout=0.1, rc_average=False),
@@ -55,7 +56,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # hybrid: 50 bp flanks hold the CpG context of sites in the bin; 32 filters and averaging with the
     # reverse strand generalise better than 64 filters / 100 bp flanks on the built-in data set
     "hybrid": dict(region=200, flank=50, filters=32, kernel_size=19, pool=8, hidden=64, dense=64,
-                   dropout=0.1, rc_conv=True, rc_average=True),
+                   dropout=0.1, rc_conv=True, rc_average=True, center_max=False),
 }
 MODEL_NAMES = tuple(DEFAULTS)
 
@@ -237,7 +238,12 @@ class HybridNet(_Base):
         self.pool = nn.MaxPool1d(self.pool_size, ceil_mode=True)
         self.drop = nn.Dropout(float(config["dropout"]))
         self.gru = _make_gru(f, self.hidden, 1, 0.0)
-        self.mlp = nn.Sequential(nn.Linear(2 * self.hidden + f, int(config["dense"])), nn.ReLU(),
+        # center_max: each filter's best match in the middle half of the region joins the global
+        # max, so that the dense layers can tell a site in the bin's centre from one in its flanks
+        self.center_max = bool(config.get("center_max", False))
+        self.flank = int(config["flank"])
+        n_feat = 2 * self.hidden + f * (2 if self.center_max else 1)
+        self.mlp = nn.Sequential(nn.Linear(n_feat, int(config["dense"])), nn.ReLU(),
                                  nn.Dropout(float(config["dropout"])), nn.Linear(int(config["dense"]), 1))
 
     def min_length(self) -> int:
@@ -251,11 +257,55 @@ class HybridNet(_Base):
         h = self.hidden
         # the GRU's summary (motif arrangement and context) plus each filter's best match (DeepBind's
         # global max pool: a short gradient path that lets the filters find the motifs early)
-        feat = torch.cat([y[:, -1, :h], y[:, 0, h:], c.amax(dim=2)], dim=1)
+        parts = [y[:, -1, :h], y[:, 0, h:], c.amax(dim=2)]
+        if self.center_max:
+            length = c.shape[2]
+            region = max(1, codes.shape[1] - 2 * self.flank)  # the region is [flank, L - flank)
+            lo = min(self.flank + region // 4, length - 1)
+            hi = max(lo + 1, self.flank + (3 * region) // 4)
+            parts.append(c[:, :, lo:min(hi, length)].amax(dim=2))
+        feat = torch.cat(parts, dim=1)
         return self.mlp(feat).squeeze(1)
 
 
 _CLASSES = {"bigru": BiGRUNet, "bigru-small": BiGRUNet, "cnn": CNNNet, "hybrid": HybridNet}
+
+
+class Ensemble(nn.Module):
+    """``members`` copies of one model (own initialisations) trained side by side on the same batches.
+
+    Training mode returns every member's logits [members, B] (the trainer's loss is then the mean of
+    the members' own losses, so they stay independent); evaluation mode returns the mean logit [B]
+    (each member averaging the strands itself where its config says so). Motifs come from the first
+    member's convolution.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        self.name = config["name"]
+        member = {k: v for k, v in config.items() if k != "members"}
+        self.members = nn.ModuleList(_CLASSES[self.name](member) for _ in range(int(config["members"])))
+
+    @property
+    def first_conv(self) -> nn.Conv1d | None:
+        return self.members[0].first_conv
+
+    @property
+    def rc_average(self) -> bool:
+        return self.members[0].rc_average
+
+    @rc_average.setter
+    def rc_average(self, value: bool) -> None:
+        for m in self.members:
+            m.rc_average = bool(value)
+
+    def min_length(self) -> int:
+        return self.members[0].min_length()
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        out = torch.stack([m(codes) for m in self.members])
+        return out if self.training else out.mean(0)
 
 
 def build_model(name: str, **options: Any) -> nn.Module:
@@ -265,7 +315,7 @@ def build_model(name: str, **options: Any) -> nn.Module:
     """
     if name not in DEFAULTS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
-    config = dict(DEFAULTS[name])
+    config = dict(DEFAULTS[name], members=1)
     unknown = sorted(k for k, v in options.items() if k not in config)
     if unknown:
         raise ValueError(f"model {name!r} has no option(s) {unknown}; options: {', '.join(sorted(config))}")
@@ -282,7 +332,13 @@ def build_model(name: str, **options: Any) -> nn.Module:
     config["rc_average"] = bool(config["rc_average"])
     if "mean_pool" in config:
         config["mean_pool"] = bool(config["mean_pool"])
-    if "rc_conv" in config:
-        config["rc_conv"] = bool(config["rc_conv"])
+    for key in ("rc_conv", "center_max"):
+        if key in config:
+            config[key] = bool(config[key])
+    config["members"] = int(config["members"])
+    if config["members"] < 1:
+        raise ValueError(f"model {name!r}: members (models in the ensemble) must be >= 1, got {config['members']}")
     config = {"name": name, **config}
+    if config["members"] > 1:
+        return Ensemble(config)
     return _CLASSES[name](config)

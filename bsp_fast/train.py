@@ -75,6 +75,11 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--hidden", type=int, help="GRU hidden size (bigru 128, bigru-small 32, hybrid 64)")
     m.add_argument("--filters", type=int, help="convolution filters (cnn 64, hybrid 32)")
     m.add_argument("--kernel-size", type=int, help="convolution width in bp (cnn 24, hybrid 19)")
+    m.add_argument("--center-max", action="store_true", default=None,
+                   help="hybrid: also pool each filter's best match over the middle half of the region")
+    m.add_argument("--members", type=int,
+                   help="train an ensemble of this many models side by side, averaged at evaluation "
+                        "(built-in data: 2; real data: 1)")
     m.add_argument("--dropout", type=float, help="drop probability (default 0.1)")
     m.add_argument("--rc-average", action="store_true",
                    help="at evaluation average the scores of both strands (reverse complement)")
@@ -239,7 +244,8 @@ def _short(names: Sequence[str], limit: int = 12) -> str:
 
 def model_options(args: Any) -> dict[str, Any]:
     opts = {"region": args.region, "flank": args.flank, "hidden": args.hidden, "dropout": args.dropout,
-            "filters": args.filters, "kernel_size": args.kernel_size}
+            "filters": args.filters, "kernel_size": args.kernel_size, "members": args.members,
+            "center_max": args.center_max}
     if args.rc_average:
         opts["rc_average"] = True
     return {k: v for k, v in opts.items() if v is not None}
@@ -625,7 +631,8 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
                     logits = train_model(codes)
             else:
                 logits = train_model(codes)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
+            # an ensemble returns [members, B] in training: the mean of the members' own losses
+            loss = F.binary_cross_entropy_with_logits(logits.float(), labels.expand_as(logits))
             loss_value = float(loss.detach())
             nonfinite = 0.0 if math.isfinite(loss_value) else 1.0
             if not nonfinite:

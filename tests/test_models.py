@@ -109,3 +109,55 @@ def test_rc_conv_scans_both_strands():
     one = build_model("cnn", rc_conv=False).eval()
     one.load_state_dict(cnn.state_dict())
     assert not torch.allclose(one(codes), one(revcomp_codes(codes)))
+
+
+@pytest.mark.parametrize("name", ["cnn", "bigru-small", "hybrid"])
+def test_ensemble_members(name):
+    """members=k: k independently initialised copies; [k, B] logits in training, their mean in evaluation."""
+    torch.manual_seed(1)
+    ens = build_model(name, members=3, dropout=0.0)
+    assert len(ens.members) == 3 and ens.config["members"] == 3 and ens.name == name
+    w = [next(m.parameters()).detach() for m in ens.members]
+    assert not torch.equal(w[0], w[1])  # own initialisations
+    codes = torch.randint(0, 5, (4, seq_len(ens.config)), dtype=torch.uint8)
+    ens.train()
+    out = ens(codes)
+    assert out.shape == (3, 4)
+    ens.eval()
+    mean = ens(codes)
+    assert mean.shape == (4,)
+    torch.testing.assert_close(mean, torch.stack([m(codes) for m in ens.members]).mean(0))
+    clone = build_model(**ens.config).eval()
+    clone.load_state_dict(ens.state_dict())
+    torch.testing.assert_close(clone(codes), mean)
+    assert ens.first_conv is ens.members[0].first_conv
+    assert ens.min_length() == ens.members[0].min_length()
+    ens.rc_average = True
+    assert all(m.rc_average for m in ens.members)
+    assert type(build_model(name, members=1)).__name__ != "Ensemble"
+    with pytest.raises(ValueError, match="members"):
+        build_model(name, members=0)
+
+
+def test_hybrid_center_max_sees_where_the_site_is():
+    """center_max adds each filter's best match in the region's middle half; the global max cannot
+    tell a site there from one in the flank, the centre pool can."""
+    torch.manual_seed(0)
+    m = build_model("hybrid", center_max=True, filters=4, kernel_size=5).eval()
+    assert m.mlp[0].in_features == 2 * m.hidden + 2 * 4
+    L = seq_len(m.config)  # 50 + 200 + 50
+    with torch.no_grad():
+        m.conv.weight.zero_()
+        m.conv.bias.zero_()
+        m.conv.weight[0, 0, :] = 1.0  # filter 0 fires on AAAAA
+    captured = {}
+    m.mlp.register_forward_hook(lambda mod, inp, out: captured.__setitem__("feat", inp[0]))
+    codes = torch.full((2, L), 2, dtype=torch.uint8)  # G everywhere
+    codes[0, 150:155] = 0  # the region's centre
+    codes[1, 10:15] = 0  # the left flank
+    m(codes)
+    feat = captured["feat"]
+    glob = feat[:, 2 * m.hidden : 2 * m.hidden + 4]
+    cent = feat[:, 2 * m.hidden + 4 :]
+    assert glob[0, 0] == glob[1, 0] > 0  # both see the site somewhere
+    assert cent[0, 0] > 0 and cent[1, 0] == 0  # only the centred one is in the middle half

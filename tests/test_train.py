@@ -155,3 +155,22 @@ def test_train_from_peaks(tiny, tmp_path):
     assert train.main(argv) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_pos"] > 0 and "peaks" in m["data"]
+
+
+def test_train_ensemble_and_predict_from_it(tiny, tmp_path):
+    """--members 2 trains an ensemble that the checkpoint rebuilds and predict scores."""
+    from bsp_fast import predict
+    from bsp_fast.models import Ensemble, build_model
+
+    out = tmp_path / "ens"
+    assert train.main(data_args(tiny, *small_model(), "--members", "2", "--steps", "6", "--out", str(out))) == 0
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert ck["model_config"]["members"] == 2
+    assert isinstance(build_model(**ck["model_config"]), Ensemble)
+    m = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= m["auprc"] <= 1.0
+    preds = tmp_path / "p.tsv"
+    assert predict.main(["--checkpoint", str(out / "best.pt"), "--genome", tiny.fasta, "--chroms", "chr21",
+                         "--cache-dir", tiny.cache, "--threads", "1", "--no-progress", "--out", str(preds)]) == 0
+    rows = preds.read_text().splitlines()
+    assert len(rows) > 10 and all(0.0 <= float(r.split("\t")[3]) <= 1.0 for r in rows[:50])
