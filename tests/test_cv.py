@@ -159,3 +159,14 @@ def test_cv_user_errors(tmp_path, capsys):
         assert cv.main(argv + ["--out", str(tmp_path / "o")]) == 2, argv
         err = capsys.readouterr().err.strip()
         assert needle in err and "Traceback" not in err and len(err.splitlines()) == 1, (argv, err)
+
+
+def test_cv_ensemble_members(tmp_path):
+    """--members 2: every fold and final.pt hold a 2-member ensemble."""
+    out = tmp_path / "ens"
+    assert cv.main(["--preset", "thesis-small", "--preset-size", "60", "--folds", "2", "--epochs", "0.5",
+                    "--members", "2", "--kmer", "0", "--out", str(out), "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["auroc"]) == 2 and all(0.0 <= v <= 1.0 for v in m["auroc"])
+    ck = torch.load(out / "final.pt", weights_only=False)
+    assert ck["model_config"]["members"] == 2
