@@ -277,7 +277,7 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--neg", help="FASTA of negative sequences (any lengths)")
     d.add_argument("--preset", choices=["thesis-small"], help="a built-in experiment instead of --pos/--neg")
     d.add_argument("--preset-size", type=int, default=None,
-                   help="sequences the preset generates (thesis-small default 50000, 1 in 10 positive)")
+                   help="sequences the preset generates (thesis-small default 150000, 1 in 10 positive)")
     d.add_argument("--length", type=int, default=None,
                    help="centre-trim / N-pad every sequence to this length (default: the longest sequence)")
     m = p.add_argument_group("model")

@@ -3,9 +3,11 @@
 // Python (bsp_fast/gru/cpu_backend.py) allocates every tensor with torch and passes raw data
 // pointers (ints), the sizes, the dtype and the thread count (torch.get_num_threads()). The work
 // is split into (direction x batch tile) tasks, each running the whole time loop on its own rows
-// (the batch rows of a GRU are independent, so no barrier per step is needed). Threads are plain
-// std::threads (no OpenMP runtime of our own next to torch's), the calling thread takes part, and
-// the GIL is released for the whole call.
+// (the batch rows of a GRU are independent, so no barrier per step is needed). The tasks run on
+// torch's own OpenMP thread pool where the module is built with -fopenmp (Linux: it binds to the
+// libgomp.so.1 that torch has loaded, one runtime per process; sharing the pool means the kernel
+// never competes with torch's workers while they spin after an op), else on std::threads; the
+// calling thread takes part, and the GIL is released for the whole call.
 
 #include <pybind11/pybind11.h>
 

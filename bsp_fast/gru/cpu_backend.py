@@ -3,7 +3,8 @@
 ``forward(gi, w_hh, b_hh, h0) -> (y, saved)`` and
 ``backward(grad_y, y, saved, w_hh, h0) -> (grad_gi, grad_gh, grad_h0)`` with the semantics of
 docs/contracts.md. Inputs are made contiguous here; the kernel runs on
-``torch.get_num_threads()`` std::threads with the GIL released.
+``torch.get_num_threads()`` threads of torch's own OpenMP pool (std::threads where the module was
+built without OpenMP) with the GIL released.
 
 Large outputs (>= 1 MiB) come from a small pool of recycled storages: a storage is handed out
 again only when nothing but the pool refers to it any more (storage use count 1), so a tensor
