@@ -74,7 +74,7 @@ def step_flops(B: int, T: int, H: int, kind: str, layers: int = LAYERS, input_si
 
 
 def gemm_rate() -> float:
-    """FLOP/s of one large float32 torch.mm here, now (the best any of the GEMMs above can do)."""
+    """FLOP/s of one large float32 torch.mm here, now (about what a well-blocked GEMM reaches)."""
     a, b = torch.randn(1536, 1536), torch.randn(1536, 1536)
     torch.mm(a, b)
     best = float("inf")
@@ -95,8 +95,8 @@ def summary(request):
     rate = gemm_rate()
     write("")
     write(f"==== FusedBiGRU vs nn.GRU, CPU, {torch.get_num_threads()} threads (sequences/s) ====")
-    write(f"  (floor: the step's GEMM FLOPs at the {rate / 1e9:.0f} GFLOP/s of one large torch.mm, measured now;"
-          " best/nn: the most any exact float32 implementation could gain over nn.GRU here)")
+    write(f"  (at mm rate: the step's GEMM FLOPs at the {rate / 1e9:.0f} GFLOP/s of one large torch.mm, measured"
+          " now -- a rough bound; mm-rate/nn: what an implementation running every GEMM at that rate would gain)")
     for shape, (B, T, H) in SHAPES.items():
         for kind in ("train", "infer"):
             row = {impl: RESULTS.get((shape, kind, impl)) for impl in ("nn", "fused", "fused_float")}
@@ -104,10 +104,10 @@ def summary(request):
                 continue
             parts = [f"{impl} {v:9.1f}" for impl, v in row.items() if v is not None]
             ratios = [f"{impl}/nn {v / row['nn']:5.1f}x" for impl, v in row.items() if v is not None and impl != "nn"]
-            floor_s = step_flops(B, T, H, kind) / rate
-            best = B / floor_s
+            bound_s = step_flops(B, T, H, kind) / rate
+            best = B / bound_s
             write(f"  {kind:5s} {shape:5s} B={B:<3d} T={T:<3d} H={H:<3d} " + "  ".join(parts) + "   " + "  ".join(ratios)
-                  + f"   floor {floor_s * 1e3:.1f} ms = {best:9.1f} seq/s, best/nn {best / row['nn']:5.1f}x")
+                  + f"   at mm rate {bound_s * 1e3:.1f} ms = {best:9.1f} seq/s, mm-rate/nn {best / row['nn']:5.1f}x")
 
 
 def _record(benchmark, shape, kind, impl):
