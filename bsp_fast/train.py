@@ -82,7 +82,7 @@ def build_parser() -> ArgumentParser:
                    help="hybrid: also pool each filter's best match over the middle half of the region")
     m.add_argument("--members", type=int,
                    help="train an ensemble of this many models side by side, averaged at evaluation "
-                        "(built-in data: 2; real data: 1)")
+                        "(default 1; 5 for the default model on the built-in data)")
     m.add_argument("--dropout", type=float, help="drop probability (default 0.1)")
     m.add_argument("--rc-average", action="store_true",
                    help="at evaluation average the scores of both strands (reverse complement)")
