@@ -205,6 +205,33 @@ void gemm(const T* A, long lda, int M, int K, const T* Bp, int np, T* C, long ld
 
 inline long round_up(long n, long m) { return (n + m - 1) / m * m; }
 
+// A full vector, or (FULL false) the first n lanes with the rest zero; the column loops run their
+// body through these once for full vectors and once for the tail of a row, so it is written once.
+template <bool FULL, typename V, typename T>
+inline __attribute__((always_inline)) V ld(const T* p, int n) {
+  if constexpr (FULL) return vload<V>(p);
+  else return vloadn<V>(p, n);
+}
+template <bool FULL, typename V, typename T>
+inline __attribute__((always_inline)) void st(T* p, V v, int n) {
+  if constexpr (FULL) vstore(p, v);
+  else vstoren(p, v, n);
+}
+
+// h_prev of rows b0.. of direction d at time t: h0 when t is the direction's first step, else the
+// direction's state one step earlier in its own order (y[t-1] forward, y[t+1] reverse).
+template <typename T>
+inline const T* prev_state(const T* h0, const T* y, int d, int t, int T_, int B, int H, int b0, long* ldh) {
+  const bool first = d == 0 ? t == 0 : t == T_ - 1;
+  if (first) {
+    *ldh = H;
+    return h0 + ((long)d * B + b0) * H;
+  }
+  *ldh = 2L * H;
+  const int tp = d == 0 ? t - 1 : t + 1;
+  return y + ((long)tp * B + b0) * 2 * H + (long)d * H;
+}
+
 // ---- forward ------------------------------------------------------------------------------
 
 template <typename T>
@@ -225,16 +252,8 @@ void forward_task_impl(const FwdArgs<T>& a, int d, int b0, int b1) {
   const T* bias = a.b_hh + (long)d * N;
   for (int s = 0; s < T_; ++s) {
     const int t = d == 0 ? s : T_ - 1 - s;
-    const T* hp;
     long ldh;
-    if (s == 0) {
-      hp = a.h0 + ((long)d * B + b0) * H;
-      ldh = H;
-    } else {
-      const int tp = d == 0 ? t - 1 : t + 1;
-      hp = a.y + ((long)tp * B + b0) * 2 * H + (long)d * H;
-      ldh = 2L * H;
-    }
+    const T* hp = prev_state(a.h0, a.y, d, t, T_, B, H, b0, &ldh);
     gemm<T, false>(hp, ldh, M, H, Wp, np, gh, ldc);
     for (int i = 0; i < M; ++i) {
       const long row = (long)t * B + b0 + i;
@@ -243,38 +262,25 @@ void forward_task_impl(const FwdArgs<T>& a, int d, int b0, int b1) {
       const T* hpr = hp + i * ldh;
       T* yr = a.y + row * 2 * H + (long)d * H;
       T* sr = a.saved ? a.saved + row * 8 * H + (long)d * 4 * H : nullptr;
-      for (int j = 0; j < H; j += VL) {
-        const int n = H - j < VL ? H - j : VL;
-        V xr, xz, xn, hr, hz, hn, br, bz, bn, h;
-        if (n == VL) {
-          xr = vload<V>(gir + j); xz = vload<V>(gir + H + j); xn = vload<V>(gir + 2 * H + j);
-          br = vload<V>(bias + j); bz = vload<V>(bias + H + j); bn = vload<V>(bias + 2 * H + j);
-          h = vload<V>(hpr + j);
-        } else {
-          xr = vloadn<V>(gir + j, n); xz = vloadn<V>(gir + H + j, n); xn = vloadn<V>(gir + 2 * H + j, n);
-          br = vloadn<V>(bias + j, n); bz = vloadn<V>(bias + H + j, n); bn = vloadn<V>(bias + 2 * H + j, n);
-          h = vloadn<V>(hpr + j, n);
-        }
-        hr = vload<V>(ghr + j); hz = vload<V>(ghr + H + j); hn = vload<V>(ghr + 2 * H + j);
-        // (gh rows are padded; lanes past H only ever reach the partial stores' ignored lanes)
+      auto cols = [&](auto full, int j, int n) {
+        constexpr bool F = decltype(full)::value;
+        const V xr = ld<F, V>(gir + j, n), xz = ld<F, V>(gir + H + j, n), xn = ld<F, V>(gir + 2 * H + j, n);
+        const V br = ld<F, V>(bias + j, n), bz = ld<F, V>(bias + H + j, n), bn = ld<F, V>(bias + 2 * H + j, n);
+        const V h = ld<F, V>(hpr + j, n);
+        // gh rows are padded: full loads; lanes past H only ever reach the partial stores' ignored lanes
+        const V hr = vload<V>(ghr + j), hz = vload<V>(ghr + H + j), hn = vload<V>(ghr + 2 * H + j);
         const V r = Act<T>::sigmoid(xr + hr + br);
         const V z = Act<T>::sigmoid(xz + hz + bz);
         const V hnb = hn + bn;
         const V nn = Act<T>::tanh(xn + r * hnb);
-        const V hnew = nn + z * (h - nn);
-        if (n == VL) {
-          vstore(yr + j, hnew);
-          if (sr) {
-            vstore(sr + j, r); vstore(sr + H + j, z); vstore(sr + 2 * H + j, nn); vstore(sr + 3 * H + j, hnb);
-          }
-        } else {
-          vstoren(yr + j, hnew, n);
-          if (sr) {
-            vstoren(sr + j, r, n); vstoren(sr + H + j, z, n); vstoren(sr + 2 * H + j, nn, n);
-            vstoren(sr + 3 * H + j, hnb, n);
-          }
+        st<F>(yr + j, nn + z * (h - nn), n);
+        if (sr) {
+          st<F>(sr + j, r, n); st<F>(sr + H + j, z, n); st<F>(sr + 2 * H + j, nn, n); st<F>(sr + 3 * H + j, hnb, n);
         }
-      }
+      };
+      int j = 0;
+      for (; j + VL <= H; j += VL) cols(std::true_type{}, j, VL);
+      if (j < H) cols(std::false_type{}, j, H - j);
     }
   }
   aligned_free(gh);
@@ -300,17 +306,8 @@ void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1) {
   pack_b<T>(a.w_hh + (long)d * N3 * H, H, 1, N3, H, Wp);
   for (int s = 0; s < T_; ++s) {
     const int t = d == 0 ? T_ - 1 - s : s;
-    const T* hp;
     long ldh;
-    const bool first = d == 0 ? t == 0 : t == T_ - 1;
-    if (first) {
-      hp = a.h0 + ((long)d * B + b0) * H;
-      ldh = H;
-    } else {
-      const int tp = d == 0 ? t - 1 : t + 1;
-      hp = a.y + ((long)tp * B + b0) * 2 * H + (long)d * H;
-      ldh = 2L * H;
-    }
+    const T* hp = prev_state(a.h0, a.y, d, t, T_, B, H, b0, &ldh);
     for (int i = 0; i < M; ++i) {
       const long row = (long)t * B + b0 + i;
       const T* gyr = a.grad_y + row * 2 * H + (long)d * H;
@@ -319,36 +316,24 @@ void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1) {
       T* ggi = a.grad_gi + row * 6 * H + (long)d * N3;
       T* ggh = a.grad_gh + row * 6 * H + (long)d * N3;
       T* cr = carry + i * ldc;
-      for (int j = 0; j < H; j += VL) {
-        const int n = H - j < VL ? H - j : VL;
-        V gy, r, z, nn, hn, h;
+      auto cols = [&](auto full, int j, int n) {
+        constexpr bool F = decltype(full)::value;
         const V c = vload<V>(cr + j);
-        if (n == VL) {
-          gy = vload<V>(gyr + j);
-          r = vload<V>(sr + j); z = vload<V>(sr + H + j); nn = vload<V>(sr + 2 * H + j); hn = vload<V>(sr + 3 * H + j);
-          h = vload<V>(hpr + j);
-        } else {
-          gy = vloadn<V>(gyr + j, n);
-          r = vloadn<V>(sr + j, n); z = vloadn<V>(sr + H + j, n); nn = vloadn<V>(sr + 2 * H + j, n);
-          hn = vloadn<V>(sr + 3 * H + j, n);
-          h = vloadn<V>(hpr + j, n);
-        }
+        const V gy = ld<F, V>(gyr + j, n), h = ld<F, V>(hpr + j, n);
+        const V r = ld<F, V>(sr + j, n), z = ld<F, V>(sr + H + j, n), nn = ld<F, V>(sr + 2 * H + j, n);
+        const V hn = ld<F, V>(sr + 3 * H + j, n);
         const V dh = gy + c;
         const V one = V{} + T(1);
         const V dz = dh * (h - nn) * z * (one - z);
         const V dn = dh * (one - z) * (one - nn * nn);
         const V dr = dn * hn * r * (one - r);
-        const V dnr = dn * r;
-        const V cz = z * dh;
-        if (n == VL) {
-          vstore(ggi + j, dr); vstore(ggi + H + j, dz); vstore(ggi + 2 * H + j, dn);
-          vstore(ggh + j, dr); vstore(ggh + H + j, dz); vstore(ggh + 2 * H + j, dnr);
-        } else {
-          vstoren(ggi + j, dr, n); vstoren(ggi + H + j, dz, n); vstoren(ggi + 2 * H + j, dn, n);
-          vstoren(ggh + j, dr, n); vstoren(ggh + H + j, dz, n); vstoren(ggh + 2 * H + j, dnr, n);
-        }
-        vstore(cr + j, cz);  // carry rows are padded: lanes >= H are garbage-free zeros times zeros
-      }
+        st<F>(ggi + j, dr, n); st<F>(ggi + H + j, dz, n); st<F>(ggi + 2 * H + j, dn, n);
+        st<F>(ggh + j, dr, n); st<F>(ggh + H + j, dz, n); st<F>(ggh + 2 * H + j, dn * r, n);
+        vstore(cr + j, z * dh);  // carry rows are padded: lanes >= H are garbage-free zeros times zeros
+      };
+      int j = 0;
+      for (; j + VL <= H; j += VL) cols(std::true_type{}, j, VL);
+      if (j < H) cols(std::false_type{}, j, H - j);
     }
     // carry = z * dh + grad_gh[t] @ W_hh
     const T* A = a.grad_gh + ((long)t * B + b0) * 6 * H + (long)d * N3;
