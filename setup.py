@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +30,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent.resolve()
+sys.path.insert(0, str(ROOT))
+import build_support  # noqa: E402  (beside this file; shared with tests/test_cuda_compile.py)
 
 
 def _cpu_flags() -> list[str]:
@@ -58,14 +58,7 @@ def _openmp_flags() -> list[str]:
 def find_nvcc() -> str | None:
     if os.environ.get("BSP_FAST_NO_CUDA") == "1":
         return None
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if home and (Path(home) / "bin" / "nvcc").exists():
-        return str(Path(home) / "bin" / "nvcc")
-    found = shutil.which("nvcc")
-    if found:
-        return found
-    default = Path("/usr/local/cuda/bin/nvcc")
-    return str(default) if default.exists() else None
+    return build_support.find_nvcc()
 
 
 def cuda_arch_flags() -> list[str]:

@@ -6,9 +6,8 @@ Skipped when no nvcc is found. Also asserts that ptxas reports no register spill
 
 from __future__ import annotations
 
-import os
+import importlib.util
 import re
-import shutil
 import subprocess
 import sysconfig
 from pathlib import Path
@@ -20,14 +19,11 @@ CU_FILES = sorted((ROOT / "csrc").glob("*.cu"))
 
 
 def _nvcc() -> str | None:
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if home and (Path(home) / "bin" / "nvcc").exists():
-        return str(Path(home) / "bin" / "nvcc")
-    found = shutil.which("nvcc")
-    if found:
-        return found
-    default = Path("/usr/local/cuda/bin/nvcc")
-    return str(default) if default.exists() else None
+    """setup.py's own nvcc search (build_support.py beside it)."""
+    spec = importlib.util.spec_from_file_location("build_support", ROOT / "build_support.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.find_nvcc()
 
 
 NVCC = _nvcc()
