@@ -45,27 +45,33 @@ def _train(tmp_path, model_args, steps, batch, device):
     return out, json.loads((out / "metrics.json").read_text())
 
 
-def test_train_bigru_small_80bp_cpu(benchmark, builtin, tmp_path):
+def _bench_train(benchmark, tmp_path, model: str, batch_default: str, device: str, label: str, where: str):
+    """One timed training run through the command; records seq/s, data wait and test predict bins/s."""
     steps = int(os.environ.get("BSP_BENCH_STEPS", "300"))
-    batch = int(os.environ.get("BSP_BENCH_BATCH", "256"))
+    batch = int(os.environ.get("BSP_BENCH_BATCH", batch_default))
     holder = {}
 
     def run():
-        holder["out"], holder["m"] = _train(tmp_path, ["--model", "bigru-small"], steps, batch, "cpu")
+        holder["out"], holder["m"] = _train(tmp_path, ["--model", model], steps, batch, device)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     m = holder["m"]
     benchmark.extra_info.update(sequences_per_s=m["train_sequences_per_second"],
-                                data_wait_fraction=m["data_wait_fraction"], batch=batch, steps=steps,
+                                data_wait_fraction=m["data_wait_fraction"], batch=batch, steps=steps, device=where,
                                 threads=torch.get_num_threads())
-    RESULTS["train bigru-small 80 bp, CPU"] = {"seq/s": m["train_sequences_per_second"],
-                                               "data wait": m["data_wait_fraction"], "batch": batch}
-    RESULTS["predict (bigru-small), CPU, test chromosomes"] = {"bins/s": m["predict_bins_per_second"]}
+    RESULTS[f"train {label}, {where}"] = {"seq/s": m["train_sequences_per_second"],
+                                          "data wait": m["data_wait_fraction"], "batch": batch}
+    RESULTS[f"predict ({model}), {where}, test chromosomes"] = {"bins/s": m["predict_bins_per_second"]}
+    return holder["out"]
+
+
+def test_train_bigru_small_80bp_cpu(benchmark, builtin, tmp_path):
+    out = _bench_train(benchmark, tmp_path, "bigru-small", "256", "cpu", "bigru-small 80 bp", "CPU")
 
     # genome-wide prediction through the command (bins/s, streaming gzip output included)
     preds = tmp_path / "preds.tsv.gz"
     t0 = time.perf_counter()
-    assert predict.main(["--checkpoint", str(holder["out"] / "checkpoint.pt"), "--genome", str(builtin.fasta),
+    assert predict.main(["--checkpoint", str(out / "checkpoint.pt"), "--genome", str(builtin.fasta),
                          "--out", str(preds), "--no-progress", "--batch-size", "2048"]) == 0
     dt = time.perf_counter() - t0
     n = sum(1 for _ in __import__("gzip").open(preds, "rt"))
@@ -75,22 +81,7 @@ def test_train_bigru_small_80bp_cpu(benchmark, builtin, tmp_path):
 
 @pytest.mark.cuda
 def test_train_bigru_gpu(benchmark, builtin, tmp_path):
-    steps = int(os.environ.get("BSP_BENCH_STEPS", "300"))
-    batch = int(os.environ.get("BSP_BENCH_BATCH", "512"))
-    holder = {}
-
-    def run():
-        holder["out"], holder["m"] = _train(tmp_path, ["--model", "bigru"], steps, batch, "cuda")
-
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    m = holder["m"]
-    benchmark.extra_info.update(sequences_per_s=m["train_sequences_per_second"],
-                                data_wait_fraction=m["data_wait_fraction"], batch=batch, steps=steps,
-                                device=torch.cuda.get_device_name())
-    RESULTS[f"train bigru 400 bp, {torch.cuda.get_device_name()}"] = {
-        "seq/s": m["train_sequences_per_second"], "data wait": m["data_wait_fraction"], "batch": batch}
-    RESULTS[f"predict (bigru), {torch.cuda.get_device_name()}, test chromosomes"] = {
-        "bins/s": m["predict_bins_per_second"]}
+    _bench_train(benchmark, tmp_path, "bigru", "512", "cuda", "bigru 400 bp", torch.cuda.get_device_name())
 
 
 def teardown_module(module):
