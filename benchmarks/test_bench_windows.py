@@ -131,63 +131,30 @@ for _i, _c in enumerate(b"ACGT"):
     ASCII_TO_CODE[_c + 32] = _i
 
 
-def test_ours_onehot_reuse(benchmark, setup):
+# our extraction, five ways: name -> (output buffer kind or None to allocate, call)
+OURS = {
+    "ours_onehot_reuse": ("onehot", lambda g, ids, starts, strand, out: g.one_hot(ids, starts, L, out=out)),
+    "ours_onehot_alloc": (None, lambda g, ids, starts, strand, out: g.one_hot(ids, starts, L)),
+    "ours_onehot_reuse_2threads": (
+        "onehot", lambda g, ids, starts, strand, out: g.one_hot(ids, starts, L, out=out, n_threads=2)),
+    "ours_onehot_random_strand": ("onehot", lambda g, ids, starts, strand, out: g.one_hot(ids, starts, L, strand, out=out)),
+    "ours_codes_reuse": ("codes", lambda g, ids, starts, strand, out: g.codes(ids, starts, L, out=out)),
+}
+
+
+@pytest.mark.parametrize("name", list(OURS))
+def test_ours(benchmark, setup, name):
     g, it = setup["genome"], itertools.cycle(setup["batches"])
-    out = np.empty((B, L, 4), np.float32)
-
-    def run():
-        ids, starts, _ = next(it)
-        return g.one_hot(ids, starts, L, out=out)
-
-    benchmark(run)
-    _record(benchmark, "ours_onehot_reuse")
-
-
-def test_ours_onehot_alloc(benchmark, setup):
-    g, it = setup["genome"], itertools.cycle(setup["batches"])
-
-    def run():
-        ids, starts, _ = next(it)
-        return g.one_hot(ids, starts, L)
-
-    benchmark(run)
-    _record(benchmark, "ours_onehot_alloc")
-
-
-def test_ours_onehot_reuse_2threads(benchmark, setup):
-    g, it = setup["genome"], itertools.cycle(setup["batches"])
-    out = np.empty((B, L, 4), np.float32)
-
-    def run():
-        ids, starts, _ = next(it)
-        return g.one_hot(ids, starts, L, out=out, n_threads=2)
-
-    benchmark(run)
-    _record(benchmark, "ours_onehot_reuse_2threads")
-
-
-def test_ours_onehot_random_strand(benchmark, setup):
-    g, it = setup["genome"], itertools.cycle(setup["batches"])
-    out = np.empty((B, L, 4), np.float32)
+    kind, call = OURS[name]
+    out = {"onehot": lambda: np.empty((B, L, 4), np.float32), "codes": lambda: np.empty((B, L), np.uint8),
+           None: lambda: None}[kind]()
 
     def run():
         ids, starts, strand = next(it)
-        return g.one_hot(ids, starts, L, strand, out=out)
+        return call(g, ids, starts, strand, out)
 
     benchmark(run)
-    _record(benchmark, "ours_onehot_random_strand")
-
-
-def test_ours_codes(benchmark, setup):
-    g, it = setup["genome"], itertools.cycle(setup["batches"])
-    out = np.empty((B, L), np.uint8)
-
-    def run():
-        ids, starts, _ = next(it)
-        return g.codes(ids, starts, L, out=out)
-
-    benchmark(run)
-    _record(benchmark, "ours_codes_reuse")
+    _record(benchmark, name)
 
 
 def test_numpy_fancy_onehot(benchmark, setup):
