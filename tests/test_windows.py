@@ -146,3 +146,21 @@ def test_bad_ids_rejected_and_larger_out_buffer():
     got = extract_codes(data, offs, lens, ids, starts, 30, strand, out=big)
     assert got.shape == (10, 30) and np.shares_memory(got, big)
     np.testing.assert_array_equal(got, codes_ref(data, offs, lens, ids, starts, 30, strand))
+
+
+@pytest.mark.parametrize("fn, out", [("codes_into", np.zeros((3, 10), np.uint8)),
+                                     ("one_hot_into", np.zeros((3, 10, 4), np.float32))])
+def test_kernel_entry_points_check_their_rows(fn, out):
+    """The Cython entry points refuse arrays that do not cover the batch, and row ranges outside it."""
+    from bsp_fast.data import _codec
+
+    f = getattr(_codec, fn)
+    data, offsets, lengths = np.zeros(100, np.uint8), np.array([0]), np.array([100])
+    ids, starts = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    with pytest.raises(ValueError, match=f"{fn}: shape mismatch"):
+        f(data, offsets, lengths, ids[:2], starts, None, out)
+    with pytest.raises(ValueError, match=f"{fn}: shape mismatch"):
+        f(data, offsets, lengths, ids, starts, None, out, 0, 4)
+    with pytest.raises(ValueError, match=f"{fn}: strand shape mismatch"):
+        f(data, offsets, lengths, ids, starts, np.ones(2, np.int8), out)
+    f(data, offsets, lengths, ids, starts, np.ones(3, np.int8), out, 1)  # rows 1..2 only

@@ -334,6 +334,22 @@ cdef void _one_hot_rows(const uint8_t* data, const int64_t* offs, const int64_t*
         b += n
 
 
+cdef Py_ssize_t _check_rows(str name, Py_ssize_t B, Py_ssize_t n_ids, Py_ssize_t n_starts, Py_ssize_t b0,
+                            Py_ssize_t b1) except -1:
+    """b1 (-1: all rows) after checking the window arrays cover the B rows and [b0, b1) lies inside."""
+    if b1 < 0:
+        b1 = B
+    if n_ids < B or n_starts < B or b0 < 0 or b1 > B:
+        raise ValueError(f"{name}: shape mismatch")
+    return b1
+
+
+cdef int _check_strand(str name, Py_ssize_t B, Py_ssize_t n_strand) except -1:
+    if n_strand < B:
+        raise ValueError(f"{name}: strand shape mismatch")
+    return 0
+
+
 def codes_into(const uint8_t[::1] data, const int64_t[::1] offsets, const int64_t[::1] lengths,
                const int64_t[::1] chrom_ids, const int64_t[::1] starts, strand,
                uint8_t[:, ::1] out, Py_ssize_t b0=0, Py_ssize_t b1=-1):
@@ -344,14 +360,10 @@ def codes_into(const uint8_t[::1] data, const int64_t[::1] offsets, const int64_
     cdef Py_ssize_t B = out.shape[0], L = out.shape[1]
     cdef const int8_t[::1] st
     cdef const int8_t* sp = NULL
-    if b1 < 0:
-        b1 = B
-    if chrom_ids.shape[0] < B or starts.shape[0] < B or b0 < 0 or b1 > B:
-        raise ValueError("codes_into: shape mismatch")
+    b1 = _check_rows("codes_into", B, chrom_ids.shape[0], starts.shape[0], b0, b1)
     if strand is not None:
         st = strand
-        if st.shape[0] < B:
-            raise ValueError("codes_into: strand shape mismatch")
+        _check_strand("codes_into", B, st.shape[0])
         if B > 0:
             sp = &st[0]
     if b1 <= b0 or L == 0:
@@ -368,16 +380,12 @@ def one_hot_into(const uint8_t[::1] data, const int64_t[::1] offsets, const int6
     cdef Py_ssize_t B = out.shape[0], L = out.shape[1]
     cdef const int8_t[::1] st
     cdef const int8_t* sp = NULL
-    if b1 < 0:
-        b1 = B
     if out.shape[2] != 4:
         raise ValueError("one_hot_into: out must be [B, L, 4]")
-    if chrom_ids.shape[0] < B or starts.shape[0] < B or b0 < 0 or b1 > B:
-        raise ValueError("one_hot_into: shape mismatch")
+    b1 = _check_rows("one_hot_into", B, chrom_ids.shape[0], starts.shape[0], b0, b1)
     if strand is not None:
         st = strand
-        if st.shape[0] < B:
-            raise ValueError("one_hot_into: strand shape mismatch")
+        _check_strand("one_hot_into", B, st.shape[0])
         if B > 0:
             sp = &st[0]
     if b1 <= b0 or L == 0:
