@@ -206,6 +206,22 @@ VARIANTS = {
 }
 
 
+def _measure_model(impl: str, label: str, var: str, mode: str, B: int, T: int, H: int, build, dt, rk: str) -> None:
+    """Times one whole-model case and records it, or records (and prints) why it could not run."""
+    name = f"{label} {var} {mode}"
+    try:
+        torch.manual_seed(0)
+        model = build(H, dt)
+        x = make_inputs(B, T, dt)
+        ms = cuda_ms(run_model(model, x, mode == "fwd_bwd"))
+        record(name=name, impl=impl, variant=var, mode=mode, B=B, T=T, H=H, ms=ms,
+               flops=model_flops(B, T, H, mode == "fwd_bwd"), rate_kind=rk)
+    except Exception as exc:
+        RECORDS.append({"name": name, "impl": impl, "variant": var, "mode": mode, "B": B, "T": T, "H": H,
+                        "error": repr(exc)[:500]})
+        print(f"  {name} B={B} T={T} H={H}: {exc!r}", file=sys.stderr)
+
+
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
 @pytest.mark.parametrize("B,T,H", SHAPES)
 def test_bench_cudnn(B, T, H, mode):
@@ -213,15 +229,7 @@ def test_bench_cudnn(B, T, H, mode):
         old = torch.backends.cudnn.allow_tf32
         torch.backends.cudnn.allow_tf32 = tf32
         try:
-            torch.manual_seed(0)
-            model = cudnn_model(H, dt)
-            x = make_inputs(B, T, dt)
-            ms = cuda_ms(run_model(model, x, mode == "fwd_bwd"))
-            record(name=f"cudnn nn.GRU {var} {mode}", impl="cudnn", variant=var, mode=mode, B=B, T=T, H=H, ms=ms,
-                   flops=model_flops(B, T, H, mode == "fwd_bwd"), rate_kind=rk)
-        except Exception as exc:
-            RECORDS.append({"name": f"cudnn nn.GRU {var} {mode}", "impl": "cudnn", "variant": var, "mode": mode,
-                            "B": B, "T": T, "H": H, "error": repr(exc)[:500]})
+            _measure_model("cudnn", "cudnn nn.GRU", var, mode, B, T, H, cudnn_model, dt, rk)
         finally:
             torch.backends.cudnn.allow_tf32 = old
             torch.cuda.empty_cache()
@@ -236,16 +244,7 @@ def test_bench_fused(B, T, H, mode):
                         ("bf16_ffma", torch.bfloat16, "bf16")):
         os.environ["BSP_FAST_GRU_MMA"] = "0" if var == "bf16_ffma" else "1"
         try:
-            torch.manual_seed(0)
-            model = fused_model(H, dt)
-            x = make_inputs(B, T, dt)
-            ms = cuda_ms(run_model(model, x, mode == "fwd_bwd"))
-            record(name=f"FusedBiGRU {var} {mode}", impl="fused", variant=var, mode=mode, B=B, T=T, H=H, ms=ms,
-                   flops=model_flops(B, T, H, mode == "fwd_bwd"), rate_kind=rk)
-        except Exception as exc:
-            RECORDS.append({"name": f"FusedBiGRU {var} {mode}", "impl": "fused", "variant": var, "mode": mode,
-                            "B": B, "T": T, "H": H, "error": repr(exc)[:500]})
-            print(f"  FusedBiGRU {var} {mode} B={B} T={T} H={H}: {exc!r}", file=sys.stderr)
+            _measure_model("fused", "FusedBiGRU", var, mode, B, T, H, fused_model, dt, rk)
         finally:
             os.environ["BSP_FAST_GRU_MMA"] = "1"
             torch.cuda.empty_cache()
