@@ -343,7 +343,11 @@ def _main(argv: Sequence[str] | None) -> int:
     device = resolve_device(args.device)
     dist_info = D.setup(device.type)
     try:
-        return _run(args, device, dist_info)
+        rc = _run(args, device, dist_info)
+        # ranks > 0 are done after the test gather while rank 0 still writes the outputs: leave
+        # together, so that no rank tears its process group down under a peer that still holds it
+        D.barrier(dist_info)
+        return rc
     finally:
         D.teardown(dist_info)
 
