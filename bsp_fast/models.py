@@ -29,17 +29,26 @@ onwards (see :func:`window_offset`).
     DanQ / FactorNet style: Conv1d -> ReLU -> MaxPool(pool) -> dropout -> 1-layer FusedBiGRU ->
     [last forward state, last backward state, global max of each conv filter] -> Linear -> ReLU ->
     Linear -> logit. Defaults: 50 + 200 + 50 bp, 32 filters of 19 bp, H=64, scored as the mean of
-    both strands at evaluation (``rc_average``). The default model of ``python -m bsp_fast.train``.
+    both strands at evaluation (``rc_average``). The default model of ``python -m bsp_fast.train``,
+    which uses it with ``head="occupancy"`` and 100 bp flanks.
+
+Heads (``head``, cnn and hybrid): ``"dense"`` as above; ``"occupancy"`` gives every position (the cnn's
+bases, the hybrid's pooled steps) a binding-site logit from its features (the cnn: its filters and
+their mean within +-``context`` bp; the hybrid: its pooled filters and GRU states) and pools them the
+way ENCODE-DREAM bins are labelled (:func:`occupancy_logit`): bound when a site is bound in the middle
+half of the region, unbound when none is in the region. Made for scoring 200 bp bins; for sequence
+sets, where a site anywhere makes a positive, the dense head fits.
 
 Options (``build_model(name, **options)``; unknown options raise ValueError): ``region``,
 ``flank``, ``hidden``, ``layers``, ``dropout``, ``filters``, ``kernel_size``, ``pool``,
 ``dense``, ``rc_conv`` (cnn, hybrid: every filter scans both strands, ReLU responses summed; default on),
-``rc_average``, ``members`` (an :class:`Ensemble` of that many independently initialised copies,
+``head``, ``context``, ``rc_average``, ``members`` (an :class:`Ensemble` of that many independently initialised copies,
 trained side by side and averaged at evaluation; default 1).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -52,13 +61,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "bigru": dict(region=200, flank=100, hidden=128, layers=2, dropout=0.1, rc_average=False),
     "bigru-small": dict(region=40, flank=20, hidden=32, layers=2, dropout=0.1, rc_average=False),
     "cnn": dict(region=200, flank=100, filters=64, kernel_size=24, dense=32, dropout=0.1, rc_conv=True,
-                mean_pool=False, rc_average=False),
+                mean_pool=False, rc_average=False, head="dense", context=100),
     # hybrid: 50 bp flanks hold the CpG context of sites in the bin; 32 filters and averaging with the
     # reverse strand generalise better than 64 filters / 100 bp flanks on the built-in data set
     "hybrid": dict(region=200, flank=50, filters=32, kernel_size=19, pool=8, hidden=64, dense=64,
-                   dropout=0.1, rc_conv=True, rc_average=True, center_max=False),
+                   dropout=0.1, rc_conv=True, rc_average=True, center_max=False, head="dense"),
 }
 MODEL_NAMES = tuple(DEFAULTS)
+HEADS = ("dense", "occupancy")
 
 _ONE_HOT_TABLE = torch.cat([torch.eye(4), torch.zeros(1, 4)])  # code 4 (N) -> all-zero row
 
@@ -114,6 +124,37 @@ def strand_conv(conv: nn.Conv1d, x: torch.Tensor, both: bool) -> torch.Tensor:
         return y
     # one-hot columns A C G T: complement = reversed columns
     return y + torch.relu(conv(x.flip(1).flip(2))).flip(2)
+
+
+def occupancy_logit(site_logits: torch.Tensor, centres: torch.Tensor, flank: int, length: int) -> torch.Tensor:
+    """The bin's logit from per-site binding logits ``a`` [B, n] whose site centres are ``centres`` [n] bp.
+
+    The multiple-instance reading of how bins are labelled (ENCODE-DREAM): a bin is bound (B) when a
+    bound site lies in the middle half of its region, unbound (U) when none lies anywhere in the
+    region (the rest are ambiguous and dropped). With sites bound independently, p_i = sigmoid(a_i):
+    ``log P(B) - log P(U) = log(1 - prod_middle (1 - p_i)) - sum_region log(1 - p_i)``, computed in
+    log space (``logsigmoid(-a) = log(1 - p)``). The region is ``[flank, length - flank)``.
+    """
+    a = site_logits.float()
+    region = max(1, int(length) - 2 * int(flank))
+    middle = (centres >= flank + region // 4) & (centres < flank + (3 * region) // 4)
+    inside = (centres >= flank) & (centres < flank + region)
+    log_free = nn.functional.logsigmoid(-a)
+    s_middle = (log_free * middle).sum(1).clamp(max=-1e-6)  # log P(no bound site in the middle half)
+    return torch.log(-torch.expm1(s_middle)) - (log_free * inside).sum(1)
+
+
+def _site_head(channels: int, config: dict[str, Any], width: int, middle_sites: int) -> nn.Sequential:
+    """Per-position site logits: conv(width) -> ReLU -> dropout -> conv(1), over [B, channels, n]."""
+    d = int(config["dense"])
+    head = nn.Sequential(nn.Conv1d(channels, d, width, padding=width // 2), nn.ReLU(),
+                         nn.Dropout(float(config["dropout"])), nn.Conv1d(d, 1, 1))
+    # start with P(B) ~ 0.1 for every bin rather than ~1: the sum over the middle half's sites would
+    # otherwise saturate and give no gradient
+    p = 0.1 / max(1, middle_sites)
+    with torch.no_grad():
+        head[-1].bias.fill_(math.log(p / (1 - p)))
+    return head
 
 
 class _Base(nn.Module):
@@ -199,7 +240,7 @@ class BiGRUNet(_Base):
 
 
 class CNNNet(_Base):
-    """DeepBind-like: conv -> ReLU -> global max pool -> dense -> logit."""
+    """DeepBind-like: conv -> ReLU -> global max pool -> dense -> logit (or the occupancy head)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
@@ -209,9 +250,15 @@ class CNNNet(_Base):
         self.rc_conv = bool(config["rc_conv"])
         self.conv = nn.Conv1d(4, f, k)
         self.mean_pool = bool(config.get("mean_pool", False))
-        feats = 2 * f if self.mean_pool else f
-        self.mlp = nn.Sequential(nn.Linear(feats, int(config["dense"])), nn.ReLU(),
-                                 nn.Dropout(float(config["dropout"])), nn.Linear(int(config["dense"]), 1))
+        self.head = str(config["head"])
+        d = int(config["dense"])
+        if self.head == "occupancy":
+            self.flank, self.context = int(config["flank"]), int(config["context"])
+            self.site = _site_head(2 * f, config, 3, int(config["region"]) // 2)
+        else:
+            feats = 2 * f if self.mean_pool else f
+            self.mlp = nn.Sequential(nn.Linear(feats, d), nn.ReLU(),
+                                     nn.Dropout(float(config["dropout"])), nn.Linear(d, 1))
 
     def min_length(self) -> int:
         return self.kernel_size
@@ -219,13 +266,26 @@ class CNNNet(_Base):
     def logits(self, codes: torch.Tensor) -> torch.Tensor:
         x = one_hot(codes).transpose(1, 2)  # [B, 4, L]
         c = strand_conv(self.conv, x, self.rc_conv)
+        if self.head == "occupancy":
+            return self._occupancy(c, codes.shape[1])
         # max: the best match; mean (DeepBind's optional average pool): how much of it, e.g. CpG density
         x = torch.cat([c.amax(dim=2), c.mean(dim=2)], dim=1) if self.mean_pool else c.amax(dim=2)
         return self.mlp(x).squeeze(1)
 
+    def _occupancy(self, c: torch.Tensor, length: int) -> torch.Tensor:
+        # each position's context: every filter's mean response within +-context bp (CpG density,
+        # GC content), from a cumulative sum so that its cost does not grow with the window
+        n, r = c.shape[2], self.context
+        cs = nn.functional.pad(c.cumsum(2), (1, 0))
+        idx = torch.arange(n, device=c.device)
+        lo, hi = (idx - r).clamp(0, n), (idx + r + 1).clamp(0, n)
+        ctx = (cs[:, :, hi] - cs[:, :, lo]) / (hi - lo).to(c.dtype)
+        a = self.site(torch.cat([c, ctx], 1)).squeeze(1)  # [B, n] per-site logit
+        return occupancy_logit(a, idx + self.kernel_size // 2, self.flank, length)
+
 
 class HybridNet(_Base):
-    """Conv -> ReLU -> max pool -> BiGRU -> dense (DanQ / FactorNet style)."""
+    """Conv -> ReLU -> max pool -> BiGRU -> dense or occupancy head (DanQ / FactorNet style)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
@@ -242,9 +302,13 @@ class HybridNet(_Base):
         # max, so that the dense layers can tell a site in the bin's centre from one in its flanks
         self.center_max = bool(config.get("center_max", False))
         self.flank = int(config["flank"])
-        n_feat = 2 * self.hidden + f * (2 if self.center_max else 1)
-        self.mlp = nn.Sequential(nn.Linear(n_feat, int(config["dense"])), nn.ReLU(),
-                                 nn.Dropout(float(config["dropout"])), nn.Linear(int(config["dense"]), 1))
+        self.head = str(config["head"])
+        if self.head == "occupancy":
+            self.site = _site_head(f + 2 * self.hidden, config, 1, int(config["region"]) // (2 * self.pool_size))
+        else:
+            n_feat = 2 * self.hidden + f * (2 if self.center_max else 1)
+            self.mlp = nn.Sequential(nn.Linear(n_feat, int(config["dense"])), nn.ReLU(),
+                                     nn.Dropout(float(config["dropout"])), nn.Linear(int(config["dense"]), 1))
 
     def min_length(self) -> int:
         return self.kernel_size
@@ -255,6 +319,10 @@ class HybridNet(_Base):
         x = self.drop(self.pool(c))  # [B, F, L / pool]
         y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]
         h = self.hidden
+        if self.head == "occupancy":  # each pooled position's site logit from its filters and GRU states
+            a = self.site(torch.cat([x, y.transpose(1, 2)], 1)).squeeze(1)  # [B, T]
+            centres = torch.arange(a.shape[1], device=a.device) * self.pool_size + self.pool_size // 2
+            return occupancy_logit(a, centres, self.flank, codes.shape[1])
         # the GRU's summary (motif arrangement and context) plus each filter's best match (DeepBind's
         # global max pool: a short gradient path that lets the filters find the motifs early)
         parts = [y[:, -1, :h], y[:, 0, h:], c.amax(dim=2)]
@@ -320,10 +388,10 @@ def build_model(name: str, **options: Any) -> nn.Module:
     if unknown:
         raise ValueError(f"model {name!r} has no option(s) {unknown}; options: {', '.join(sorted(config))}")
     config.update({k: v for k, v in options.items() if v is not None})
-    for key in ("region", "flank", "hidden", "layers", "filters", "kernel_size", "pool", "dense"):
+    for key in ("region", "flank", "hidden", "layers", "filters", "kernel_size", "pool", "dense", "context"):
         if key in config:
             config[key] = int(config[key])
-            low = 0 if key == "flank" else 1
+            low = 0 if key in ("flank", "context") else 1
             if config[key] < low:
                 raise ValueError(f"model {name!r}: {key} must be >= {low}, got {config[key]}")
     config["dropout"] = float(config["dropout"])
@@ -332,6 +400,10 @@ def build_model(name: str, **options: Any) -> nn.Module:
     config["rc_average"] = bool(config["rc_average"])
     if "mean_pool" in config:
         config["mean_pool"] = bool(config["mean_pool"])
+    if "head" in config and config["head"] not in HEADS:
+        raise ValueError(f"model {name!r}: head must be one of {', '.join(HEADS)}, got {config['head']!r}")
+    if config.get("head") == "occupancy" and config.get("center_max"):
+        raise ValueError(f"model {name!r}: center_max belongs to the dense head, not head='occupancy'")
     for key in ("rc_conv", "center_max"):
         if key in config:
             config[key] = bool(config[key])

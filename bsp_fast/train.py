@@ -1,7 +1,8 @@
 """``python -m bsp_fast.train``: genome-wide training with honest evaluation (also ``bsp-fast train``).
 
-With no arguments: trains the default model (``hybrid``: conv -> pool -> FusedBiGRU -> dense on
-50 + 200 + 50 bp) on the built-in synthetic genome (generated on first use, its cache directory is
+With no arguments: trains the default model (``hybrid``: conv -> pool -> FusedBiGRU -> per-position
+site logits pooled the way bins are labelled, on 100 + 200 + 100 bp; an ensemble of 5) on the
+built-in synthetic genome (generated on first use, its cache directory is
 printed) within a 10-minute budget on a 2-core CPU, and scores every bin of the test chromosomes.
 The weights validated, saved in ``best.pt`` and tested are an exponential moving average (``--ema``).
 
@@ -42,15 +43,17 @@ from bsp_fast import distributed as D
 
 PROG = "bsp-fast train"
 DEFAULT_MODEL = "hybrid"
+DEFAULT_MODEL_OPTIONS = dict(head="occupancy", flank=100)
 BIN_SIZE = 200
 
-# The default run (no data flags): the built-in synthetic genome, hybrid, a step budget that fits
-# the 10-minute budget on a 2-core CPU with room for data generation and the final test scoring.
-# the built-in run: an ensemble of 5 hybrids (test auPRC 0.681 / 0.684 / 0.647 over three runs = 0.87-0.91x
-# the oracle's, against 0.61-0.63 for one model and 0.672 for 5 models x 4000 steps with EMA 0.999; see
-# README); max_minutes caps it on slower machines
-BUILTIN_DEFAULTS = dict(steps=3000, max_minutes=7.0, batch_size=64, lr=3e-3, negatives_per_positive=10.0, jitter=10,
-                        ema=0.998, members=5, eval_every=600)
+# The default run (no data flags): the built-in synthetic genome and a step budget that fits the
+# 10-minute budget on a 2-core CPU with room for data generation and the final test scoring: an
+# ensemble of 5 hybrids with the occupancy head (test auPRC 0.702 / 0.703 for seeds 0 / 1, 0.94x the
+# oracle's; the dense head reached 0.647-0.684 with 3000 steps; see README). Validation every 500
+# steps: with 5 members scoring both strands it costs as much as ~150 training steps.
+# max_minutes caps it on slower machines.
+BUILTIN_DEFAULTS = dict(steps=1500, max_minutes=7.0, batch_size=64, lr=3e-3, negatives_per_positive=10.0, jitter=10,
+                        ema=0.998, members=5, eval_every=500)
 REAL_DEFAULTS = dict(steps=None, max_minutes=None, batch_size=64, lr=1e-3, negatives_per_positive=1.0, ema=0.999)
 
 
@@ -78,6 +81,11 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--hidden", type=int, help="GRU hidden size (bigru 128, bigru-small 32, hybrid 64)")
     m.add_argument("--filters", type=int, help="convolution filters (cnn 64, hybrid 32)")
     m.add_argument("--kernel-size", type=int, help="convolution width in bp (cnn 24, hybrid 19)")
+    m.add_argument("--head", choices=("dense", "occupancy"), default=None,
+                   help="cnn, hybrid: 'occupancy' scores every position as a binding site and pools them "
+                        "the way bins are labelled (bound: a site in the bin's middle half; unbound: none in "
+                        "the bin); 'dense' pools features into a dense layer (default: occupancy for the "
+                        "default model hybrid, dense for cnn)")
     m.add_argument("--center-max", action="store_true", default=None,
                    help="hybrid: also pool each filter's best match over the middle half of the region")
     m.add_argument("--members", type=int,
@@ -248,7 +256,7 @@ def _short(names: Sequence[str], limit: int = 12) -> str:
 def model_options(args: Any) -> dict[str, Any]:
     opts = {"region": args.region, "flank": args.flank, "hidden": args.hidden, "dropout": args.dropout,
             "filters": args.filters, "kernel_size": args.kernel_size, "members": args.members,
-            "center_max": args.center_max}
+            "center_max": args.center_max, "head": args.head}
     if args.rc_average:
         opts["rc_average"] = True
     return {k: v for k, v in opts.items() if v is not None}
@@ -401,8 +409,13 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     if model_name not in MODEL_NAMES:
         raise UserError(f"--model {model_name!r}: unknown model; expected one of {', '.join(MODEL_NAMES)}")
     options = model_options(args)
-    if ckpt is None and args.genome is None and args.model in (None, DEFAULT_MODEL) and "members" not in options:
-        options["members"] = BUILTIN_DEFAULTS["members"]  # the default run on the built-in data: an ensemble
+    if ckpt is None and args.model in (None, DEFAULT_MODEL):
+        # the default model scores bins with the occupancy head, which reads 100 bp flanks (the context
+        # of sites at the bin's edges); an explicit --head dense keeps the hybrid's own 50 bp flanks
+        if "head" not in options:
+            options.update({k: v for k, v in DEFAULT_MODEL_OPTIONS.items() if k not in options})
+        if args.genome is None and "members" not in options:
+            options["members"] = BUILTIN_DEFAULTS["members"]  # the default run on the built-in data: an ensemble
     try:
         model = build_model(model_name, **options)
     except ValueError as exc:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bsp_fast.models import (DEFAULTS, MODEL_NAMES, build_model, one_hot, revcomp_codes, seq_len,
+from bsp_fast.models import (DEFAULTS, MODEL_NAMES, build_model, occupancy_logit, one_hot, revcomp_codes, seq_len,
                              window_offset)
 
 
@@ -161,3 +161,72 @@ def test_hybrid_center_max_sees_where_the_site_is():
     cent = feat[:, 2 * m.hidden + 4 :]
     assert glob[0, 0] == glob[1, 0] > 0  # both see the site somewhere
     assert cent[0, 0] > 0 and cent[1, 0] == 0  # only the centred one is in the middle half
+
+
+def _occupancy_direct(a, centres, flank, length):
+    """log(1 - prod_middle(1 - p)) - sum_region log(1 - p), straight from the definition in float64."""
+    p = torch.sigmoid(a.double())
+    region = length - 2 * flank
+    middle = (centres >= flank + region // 4) & (centres < flank + 3 * region // 4)
+    inside = (centres >= flank) & (centres < flank + region)
+    p_bound = 1 - torch.prod(torch.where(middle, 1 - p, torch.ones_like(p)), dim=1)
+    p_free = torch.prod(torch.where(inside, 1 - p, torch.ones_like(p)), dim=1)
+    return torch.log(p_bound) - torch.log(p_free)
+
+
+@pytest.mark.parametrize("n,flank,length", [(400, 100, 400), (37, 3, 50), (50, 100, 400)])
+def test_occupancy_logit_matches_its_definition(n, flank, length):
+    torch.manual_seed(n)
+    a = torch.randn(5, n) * 3 - 4
+    centres = torch.arange(n) * (length // n) + (length // n) // 2
+    got = occupancy_logit(a, centres, flank, length)
+    torch.testing.assert_close(got.double(), _occupancy_direct(a, centres, flank, length), rtol=1e-4, atol=1e-4)
+    # gradients stay finite even where every site is all but certainly free (P(B) -> 0)
+    a = torch.full((2, n), -30.0, requires_grad=True)
+    occupancy_logit(a, centres, flank, length).sum().backward()
+    assert torch.isfinite(a.grad).all()
+
+
+@pytest.mark.parametrize("name", ["cnn", "hybrid"])
+def test_occupancy_head_contract_and_where_sites_count(name):
+    """head='occupancy': one logit per sequence; a strong site in the middle half of the region raises
+    it, the same site in a flank (outside the region) leaves it unchanged."""
+    torch.manual_seed(0)
+    m = build_model(name, head="occupancy", flank=100, filters=4, kernel_size=5, dropout=0.0).eval()
+    L = seq_len(m.config)
+    assert not hasattr(m, "mlp")  # no unused dense head
+    with torch.no_grad():
+        m.conv.weight.zero_()
+        m.conv.bias.zero_()
+        m.conv.weight[0, 0, :] = 1.0  # filter 0 fires on AAAAA (on both strands: TTTTT too)
+    codes = torch.full((3, L), 2, dtype=torch.uint8)  # G everywhere: no filter fires
+    codes[1, 196:201] = 0  # AAAAA in the middle of the region [100, 300)
+    codes[2, 10:15] = 0  # the same in the left flank
+    m.train()  # gradients reach every parameter
+    m(codes).sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+    m.eval()
+    # make the site head read filter 0's response (whatever else it learnt)
+    site = m.site
+    with torch.no_grad():
+        for layer in (site[0], site[3]):
+            layer.weight.zero_()
+        site[0].weight[0, 0, :] = 1.0
+        site[0].bias.fill_(0.0)
+        site[3].weight[0, 0, 0] = 20.0
+        site[3].bias.fill_(-10.0)
+    out = m(codes)
+    assert out[1] > out[0] + 5  # a site in the bin's middle: bound is far more likely
+    torch.testing.assert_close(out[2], out[0])  # a site outside the region counts for nothing
+
+
+def test_occupancy_options_checked():
+    with pytest.raises(ValueError, match="head"):
+        build_model("hybrid", head="attention")
+    with pytest.raises(ValueError, match="center_max"):
+        build_model("hybrid", head="occupancy", center_max=True)
+    with pytest.raises(ValueError, match="no option"):
+        build_model("bigru", head="occupancy")
+    ens = build_model("hybrid", head="occupancy", members=2, filters=4)
+    codes = torch.randint(0, 4, (3, seq_len(ens.config)), dtype=torch.uint8)
+    assert ens.train()(codes).shape == (2, 3) and ens.eval()(codes).shape == (3,)

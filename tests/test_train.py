@@ -174,3 +174,17 @@ def test_train_ensemble_and_predict_from_it(tiny, tmp_path):
                          "--cache-dir", tiny.cache, "--threads", "1", "--no-progress", "--out", str(preds)]) == 0
     rows = preds.read_text().splitlines()
     assert len(rows) > 10 and all(0.0 <= float(r.split("\t")[3]) <= 1.0 for r in rows[:50])
+
+
+def test_default_model_scores_bins_by_occupancy(tiny, tmp_path):
+    """No --model: the hybrid with the occupancy head and 100 bp flanks; --head dense gives the plain
+    hybrid (its own 50 bp flanks); one model, not an ensemble, on data that is not the built-in set."""
+    out = tmp_path / "default"
+    assert train.main(data_args(tiny, "--steps", "2", "--filters", "4", "--hidden", "8", "--out", str(out))) == 0
+    cfg = load_checkpoint(out / "checkpoint.pt")["model_config"]
+    assert (cfg["name"], cfg["head"], cfg["flank"], cfg["members"]) == ("hybrid", "occupancy", 100, 1)
+    out = tmp_path / "dense"
+    assert train.main(data_args(tiny, "--steps", "2", "--filters", "4", "--hidden", "8", "--head", "dense",
+                                "--out", str(out))) == 0
+    cfg = load_checkpoint(out / "checkpoint.pt")["model_config"]
+    assert (cfg["head"], cfg["flank"]) == ("dense", 50)
