@@ -25,6 +25,7 @@ Outputs in ``--out``: ``metrics.json`` (per fold lists ``auroc``, ``auprc``, ``r
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -298,7 +299,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--warmup", type=float, default=None,
                    help="fraction of the updates with a linear learning-rate warm-up (default 0; preset: its own)")
     t.add_argument("--rc-augment", action="store_true", help="random reverse-complement flips while training")
-    t.add_argument("--balance", action="store_true", help="weigh the positives' loss by n_neg / n_pos")
+    t.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
+                   help="weigh the positives' loss by n_neg / n_pos (default off; on for --preset thesis-small)")
     t.add_argument("--kmer", type=int, default=5, help="k of the k-mer baseline (default 5; 0 = no baseline)")
     t.add_argument("--no-final", action="store_true", help="do not train the final model on all sequences")
     o = p.add_argument_group("run")
@@ -409,6 +411,7 @@ def _main(argv: Sequence[str] | None) -> int:
     batch_size = args.batch_size if args.batch_size is not None else (pre.train["batch_size"] if pre else 64)
     lr = args.lr if args.lr is not None else (pre.train["lr"] if pre else 2e-3)
     warmup = args.warmup if args.warmup is not None else (pre.train.get("warmup", 0.0) if pre else 0.0)
+    balance = args.balance if args.balance is not None else bool(pre.train.get("balance", False) if pre else False)
     if not 0.0 <= warmup <= 0.5:
         raise UserError(f"{PROG}: --warmup must be in 0..0.5, got {warmup}")
     if folds < 2:
@@ -432,7 +435,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         raise UserError(f"{PROG}: --out {out}: cannot create the directory ({exc.strerror})") from None
     train_kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, device=device, rc_augment=args.rc_augment,
-                    balance=args.balance, warmup=warmup)
+                    balance=balance, warmup=warmup)
     log(f"{n_pos} positive and {n_neg} negative sequences of {length} bp; model {name} {opts}; "
         f"{folds}-fold CV, {epochs:g} epochs, batch {batch_size}, lr {lr:g}, device {device}")
     res = cross_validate(codes, labels, make_model, folds=folds, seed=args.seed, kmer=args.kmer,
@@ -441,7 +444,7 @@ def _main(argv: Sequence[str] | None) -> int:
     metrics: dict[str, Any] = {k: v for k, v in net.items()}
     metrics.update({"model": name, "folds": folds, "seed": args.seed, "length": length, "data": data_info,
                     "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "warmup": warmup,
-                                 "rc_augment": bool(args.rc_augment), "balance": bool(args.balance),
+                                 "rc_augment": bool(args.rc_augment), "balance": balance,
                                  "device": str(device)},
                     "std": "sample standard deviation over folds (ddof=1)"})
     if "baseline" in res:

@@ -134,6 +134,11 @@ def test_cv_preset_smoke(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["model"] == "bigru-small" and m["n_pos"] == 10 and m["n_neg"] == 90
     assert m["target"] == {"auroc": 0.9997, "auprc": 0.998} and "target_met" in m
+    assert m["training"]["balance"] is True  # the preset weighs its 1-in-10 positives up
+    out2 = tmp_path / "pre2"
+    assert cv.main(["--preset", "thesis-small", "--preset-size", "40", "--folds", "2", "--epochs", "0.5",
+                    "--no-final", "--kmer", "0", "--no-balance", "--out", str(out2), "--quiet"]) == 0
+    assert json.loads((out2 / "metrics.json").read_text())["training"]["balance"] is False
     from bsp_fast.seqsets import read_fasta_set
 
     assert len(read_fasta_set(out / "positives.fa")) == 10 and len(read_fasta_set(out / "negatives.fa")) == 90
