@@ -126,6 +126,13 @@ def strand_conv(conv: nn.Conv1d, x: torch.Tensor, both: bool) -> torch.Tensor:
     return y + torch.relu(conv(x.flip(1).flip(2))).flip(2)
 
 
+def middle_half(flank: int, length: int) -> tuple[int, int]:
+    """``[lo, hi)``: the middle half of the region ``[flank, length - flank)`` (where a bound site makes
+    an ENCODE-DREAM bin bound: its conservative peak covers at least half the bin)."""
+    region = max(1, int(length) - 2 * int(flank))
+    return int(flank) + region // 4, int(flank) + (3 * region) // 4
+
+
 def occupancy_logit(site_logits: torch.Tensor, centres: torch.Tensor, flank: int, length: int) -> torch.Tensor:
     """The bin's logit from per-site binding logits ``a`` [B, n] whose site centres are ``centres`` [n] bp.
 
@@ -136,9 +143,9 @@ def occupancy_logit(site_logits: torch.Tensor, centres: torch.Tensor, flank: int
     log space (``logsigmoid(-a) = log(1 - p)``). The region is ``[flank, length - flank)``.
     """
     a = site_logits.float()
-    region = max(1, int(length) - 2 * int(flank))
-    middle = (centres >= flank + region // 4) & (centres < flank + (3 * region) // 4)
-    inside = (centres >= flank) & (centres < flank + region)
+    lo, hi = middle_half(flank, length)
+    middle = (centres >= lo) & (centres < hi)
+    inside = (centres >= flank) & (centres < flank + max(1, int(length) - 2 * int(flank)))
     log_free = nn.functional.logsigmoid(-a)
     s_middle = (log_free * middle).sum(1).clamp(max=-1e-6)  # log P(no bound site in the middle half)
     return torch.log(-torch.expm1(s_middle)) - (log_free * inside).sum(1)
@@ -328,10 +335,9 @@ class HybridNet(_Base):
         parts = [y[:, -1, :h], y[:, 0, h:], c.amax(dim=2)]
         if self.center_max:
             length = c.shape[2]
-            region = max(1, codes.shape[1] - 2 * self.flank)  # the region is [flank, L - flank)
-            lo = min(self.flank + region // 4, length - 1)
-            hi = max(lo + 1, self.flank + (3 * region) // 4)
-            parts.append(c[:, :, lo:min(hi, length)].amax(dim=2))
+            lo, hi = middle_half(self.flank, codes.shape[1])
+            lo = min(lo, length - 1)
+            parts.append(c[:, :, lo:min(max(hi, lo + 1), length)].amax(dim=2))
         feat = torch.cat(parts, dim=1)
         return self.mlp(feat).squeeze(1)
 
