@@ -75,9 +75,10 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--valid-chroms", default=None, help="comma-separated (default chr11)")
     d.add_argument("--cache-dir", help="cache for the encoded genome / built-in data set")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=None, help=f"bigru, bigru-small, cnn or hybrid (default {DEFAULT_MODEL})")
+    m.add_argument("--model", default=None, help=f"bigru, bigru-small, cnn or hybrid (default {DEFAULT_MODEL} with the occupancy head)")
     m.add_argument("--region", type=int, help="bp scored per sample (default: model's, bigru 200, bigru-small 40)")
-    m.add_argument("--flank", type=int, help="bp read on each side of the region (bigru 100, bigru-small 20, hybrid 50)")
+    m.add_argument("--flank", type=int, help="bp read on each side of the region (bigru 100, bigru-small 20, "
+                   "hybrid 50; the default model: 100)")
     m.add_argument("--hidden", type=int, help="GRU hidden size (bigru 128, bigru-small 32, hybrid 64)")
     m.add_argument("--filters", type=int, help="convolution filters (cnn 64, hybrid 32)")
     m.add_argument("--kernel-size", type=int, help="convolution width in bp (cnn 24, hybrid 19)")
