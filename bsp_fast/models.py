@@ -126,10 +126,15 @@ def strand_conv(conv: nn.Conv1d, x: torch.Tensor, both: bool) -> torch.Tensor:
     return y + torch.relu(conv(x.flip(1).flip(2))).flip(2)
 
 
+def _region_bp(flank: int, length: int) -> int:
+    """Length of the region ``[flank, length - flank)`` (at least 1)."""
+    return max(1, int(length) - 2 * int(flank))
+
+
 def middle_half(flank: int, length: int) -> tuple[int, int]:
     """``[lo, hi)``: the middle half of the region ``[flank, length - flank)`` (where a bound site makes
     an ENCODE-DREAM bin bound: its conservative peak covers at least half the bin)."""
-    region = max(1, int(length) - 2 * int(flank))
+    region = _region_bp(flank, length)
     return int(flank) + region // 4, int(flank) + (3 * region) // 4
 
 
@@ -145,7 +150,7 @@ def occupancy_logit(site_logits: torch.Tensor, centres: torch.Tensor, flank: int
     a = site_logits.float()
     lo, hi = middle_half(flank, length)
     middle = (centres >= lo) & (centres < hi)
-    inside = (centres >= flank) & (centres < flank + max(1, int(length) - 2 * int(flank)))
+    inside = (centres >= flank) & (centres < flank + _region_bp(flank, length))
     log_free = nn.functional.logsigmoid(-a)
     s_middle = (log_free * middle).sum(1).clamp(max=-1e-6)  # log P(no bound site in the middle half)
     return torch.log(-torch.expm1(s_middle)) - (log_free * inside).sum(1)
@@ -258,12 +263,11 @@ class CNNNet(_Base):
         self.conv = nn.Conv1d(4, f, k)
         self.mean_pool = bool(config.get("mean_pool", False))
         self.head = str(config["head"])
-        d = int(config["dense"])
         if self.head == "occupancy":
             self.flank, self.context = int(config["flank"]), int(config["context"])
             self.site = _site_head(2 * f, config, 3, int(config["region"]) // 2)
         else:
-            feats = 2 * f if self.mean_pool else f
+            feats, d = (2 * f if self.mean_pool else f), int(config["dense"])
             self.mlp = nn.Sequential(nn.Linear(feats, d), nn.ReLU(),
                                      nn.Dropout(float(config["dropout"])), nn.Linear(d, 1))
 

@@ -40,6 +40,7 @@ from bsp_fast.checkpoint import (CheckpointError, atomic_save, atomic_write_text
                                  restore_rng)
 from bsp_fast.cli import ArgumentParser, UserError, guard
 from bsp_fast import distributed as D
+from bsp_fast.models import HEADS
 
 PROG = "bsp-fast train"
 DEFAULT_MODEL = "hybrid"
@@ -75,14 +76,15 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--valid-chroms", default=None, help="comma-separated (default chr11)")
     d.add_argument("--cache-dir", help="cache for the encoded genome / built-in data set")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=None, help=f"bigru, bigru-small, cnn or hybrid (default {DEFAULT_MODEL} with the occupancy head)")
+    m.add_argument("--model", default=None,
+                   help=f"bigru, bigru-small, cnn or hybrid (default {DEFAULT_MODEL} with the occupancy head)")
     m.add_argument("--region", type=int, help="bp scored per sample (default: model's, bigru 200, bigru-small 40)")
     m.add_argument("--flank", type=int, help="bp read on each side of the region (bigru 100, bigru-small 20, "
                    "hybrid 50; the default model: 100)")
     m.add_argument("--hidden", type=int, help="GRU hidden size (bigru 128, bigru-small 32, hybrid 64)")
     m.add_argument("--filters", type=int, help="convolution filters (cnn 64, hybrid 32)")
     m.add_argument("--kernel-size", type=int, help="convolution width in bp (cnn 24, hybrid 19)")
-    m.add_argument("--head", choices=("dense", "occupancy"), default=None,
+    m.add_argument("--head", choices=HEADS, default=None,
                    help="cnn, hybrid: 'occupancy' scores every position as a binding site and pools them "
                         "the way bins are labelled (bound: a site in the bin's middle half; unbound: none in "
                         "the bin); 'dense' pools features into a dense layer (default: occupancy for the "
