@@ -71,30 +71,37 @@ void call_forward(const Args& a, int d, int b0, int b1) {
 }
 
 template <typename Args>
-void call_backward(const Args& a, int d, int b0, int b1) {
+void call_backward(const Args& a, int d, int b0, int b1, int slot) {
   switch (g_isa) {
 #if defined(__x86_64__) || defined(__i386__)
-    case Isa::avx512: avx512::backward_task(a, d, b0, b1); return;
-    case Isa::avx2: avx2::backward_task(a, d, b0, b1); return;
+    case Isa::avx512: avx512::backward_task(a, d, b0, b1, slot); return;
+    case Isa::avx2: avx2::backward_task(a, d, b0, b1, slot); return;
 #endif
-    default: base::backward_task(a, d, b0, b1); return;
+    default: base::backward_task(a, d, b0, b1, slot); return;
   }
 }
 
-// Runs fn(direction, b0, b1) over 2 x ntiles tasks on at most `nthreads` threads (the caller's
-// thread included). Tasks all have about the same cost, so they are dealt out statically.
+// Batch tiles per direction for `nthreads` threads: one per two threads when the count is even
+// (2 tasks per pair of threads), else one per thread (each thread then runs one tile of each
+// direction); at least 4 rows per tile.
+int tiles_for(int B, int nthreads) {
+  nthreads = std::max(1, nthreads);
+  const int ntiles = nthreads == 1 ? 1 : (nthreads % 2 == 0 ? nthreads / 2 : nthreads);
+  return std::max(1, std::min(ntiles, (B + 3) / 4));
+}
+
+// Runs fn(direction, tile, b0, b1) over 2 x tiles_for(B, nthreads) tasks on at most `nthreads`
+// threads (the caller's thread included). Tasks all have about the same cost, so they are dealt
+// out statically.
 template <typename Fn>
 void run_tasks(int B, int nthreads, Fn fn) {
   nthreads = std::max(1, nthreads);
-  // Tiles per direction: one per two threads when the count is even (2 tasks per pair of
-  // threads), else one per thread (each thread then runs one tile of each direction).
-  int ntiles = nthreads == 1 ? 1 : (nthreads % 2 == 0 ? nthreads / 2 : nthreads);
-  ntiles = std::max(1, std::min(ntiles, (B + 3) / 4));  // at least 4 rows per tile
+  const int ntiles = tiles_for(B, nthreads);
   const int ntasks = 2 * ntiles;
   auto task = [&](int k) {
     const int d = k % 2, tile = k / 2;
     const int b0 = (int)((long)B * tile / ntiles), b1 = (int)((long)B * (tile + 1) / ntiles);
-    fn(d, b0, b1);
+    fn(d, tile, b0, b1);
   };
   const int nth = std::min(nthreads, ntasks);
   if (nth <= 1) {
@@ -141,16 +148,51 @@ void forward_t(uintptr_t gi, uintptr_t w_hh, uintptr_t b_hh, uintptr_t h0, uintp
                int B, int H, int nthreads) {
   FwdArgs<T> a{reinterpret_cast<const T*>(gi), reinterpret_cast<const T*>(w_hh), reinterpret_cast<const T*>(b_hh),
                reinterpret_cast<const T*>(h0), reinterpret_cast<T*>(y), reinterpret_cast<T*>(saved), T_, B, H};
-  run_tasks(B, nthreads, [&](int d, int b0, int b1) { call_forward(a, d, b0, b1); });
+  run_tasks(B, nthreads, [&](int d, int, int b0, int b1) { call_forward(a, d, b0, b1); });
 }
 
 template <typename T>
-void backward_t(uintptr_t grad_y, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0, uintptr_t grad_gi,
-                uintptr_t grad_gh, uintptr_t grad_h0, int T_, int B, int H, int nthreads) {
-  BwdArgs<T> a{reinterpret_cast<const T*>(grad_y), reinterpret_cast<const T*>(y),  reinterpret_cast<const T*>(saved),
+void backward_t(uintptr_t grad_y, uintptr_t grad_hn, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0, uintptr_t grad_gi,
+                uintptr_t grad_gh, uintptr_t grad_h0, uintptr_t grad_w_hh, uintptr_t grad_b_hh, int T_, int B, int H,
+                int nthreads) {
+  BwdArgs<T> a{reinterpret_cast<const T*>(grad_y), reinterpret_cast<const T*>(grad_hn),
+               reinterpret_cast<const T*>(y),      reinterpret_cast<const T*>(saved),
                reinterpret_cast<const T*>(w_hh),   reinterpret_cast<const T*>(h0), reinterpret_cast<T*>(grad_gi),
-               reinterpret_cast<T*>(grad_gh),      reinterpret_cast<T*>(grad_h0), T_, B, H};
-  run_tasks(B, nthreads, [&](int d, int b0, int b1) { call_backward(a, d, b0, b1); });
+               reinterpret_cast<T*>(grad_gh),      reinterpret_cast<T*>(grad_h0), nullptr, nullptr, T_, B, H};
+  const int ntiles = tiles_for(B, nthreads);
+  // weight gradients: one slot per (tile, direction); with one tile the slots are the outputs
+  std::vector<T> parts;
+  if (grad_w_hh) {
+    if (ntiles == 1) {
+      a.dw_part = reinterpret_cast<T*>(grad_w_hh);
+      a.db_part = reinterpret_cast<T*>(grad_b_hh);
+    } else {
+      const size_t w = (size_t)3 * H * H, b = (size_t)3 * H;
+      parts.assign((size_t)2 * ntiles * (w + b), T(0));
+      a.dw_part = parts.data();
+      a.db_part = parts.data() + (size_t)2 * ntiles * w;
+    }
+  }
+  run_tasks(B, nthreads, [&](int d, int tile, int b0, int b1) {
+    call_backward(a, d, b0, b1, ntiles == 1 ? d : 2 * tile + d);
+  });
+  if (grad_w_hh && ntiles > 1) {
+    const long w = 3L * H * H, b = 3L * H;
+    T* dw = reinterpret_cast<T*>(grad_w_hh);
+    T* db = reinterpret_cast<T*>(grad_b_hh);
+    for (int d = 0; d < 2; ++d) {
+      for (long i = 0; i < w; ++i) {
+        T acc = T(0);
+        for (int tile = 0; tile < ntiles; ++tile) acc += a.dw_part[(2 * tile + d) * w + i];
+        dw[d * w + i] = acc;
+      }
+      for (long i = 0; i < b; ++i) {
+        T acc = T(0);
+        for (int tile = 0; tile < ntiles; ++tile) acc += a.db_part[(2 * tile + d) * b + i];
+        db[d * b + i] = acc;
+      }
+    }
+  }
 }
 
 void forward(uintptr_t gi, uintptr_t w_hh, uintptr_t b_hh, uintptr_t h0, uintptr_t y, uintptr_t saved, int T_, int B,
@@ -163,15 +205,20 @@ void forward(uintptr_t gi, uintptr_t w_hh, uintptr_t b_hh, uintptr_t h0, uintptr
     forward_t<float>(gi, w_hh, b_hh, h0, y, saved, T_, B, H, nthreads);
 }
 
-void backward(uintptr_t grad_y, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0, uintptr_t grad_gi,
-              uintptr_t grad_gh, uintptr_t grad_h0, int T_, int B, int H, bool is_double, int nthreads) {
+void backward(uintptr_t grad_y, uintptr_t grad_hn, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0, uintptr_t grad_gi,
+              uintptr_t grad_gh, uintptr_t grad_h0, uintptr_t grad_w_hh, uintptr_t grad_b_hh, int T_, int B, int H,
+              bool is_double, int nthreads) {
   check_sizes(T_, B, H);
   if (!saved) throw std::invalid_argument("bsp_fast._gru_cpu.backward: saved gates are required");
+  if (!grad_w_hh != !grad_b_hh)
+    throw std::invalid_argument("bsp_fast._gru_cpu.backward: grad_w_hh and grad_b_hh go together");
+  if (!grad_gh && !grad_w_hh)
+    throw std::invalid_argument("bsp_fast._gru_cpu.backward: needs grad_gh or grad_w_hh / grad_b_hh");
   py::gil_scoped_release release;
   if (is_double)
-    backward_t<double>(grad_y, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, T_, B, H, nthreads);
+    backward_t<double>(grad_y, grad_hn, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, grad_w_hh, grad_b_hh, T_, B, H, nthreads);
   else
-    backward_t<float>(grad_y, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, T_, B, H, nthreads);
+    backward_t<float>(grad_y, grad_hn, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, grad_w_hh, grad_b_hh, T_, B, H, nthreads);
 }
 
 // grad_table[r, :] = sum of grad[i, :] over the rows i with codes[i] == r (codes 0..R-1, checked
@@ -253,10 +300,11 @@ PYBIND11_MODULE(_gru_cpu, m) {
         py::arg("saved"), py::arg("T"), py::arg("B"), py::arg("H"), py::arg("is_double"), py::arg("num_threads"),
         "y[T,B,2H] and saved[T,B,8H] (saved may be 0 to skip keeping the gates) from gi[T,B,6H], "
         "w_hh[2,3H,H], b_hh[2,3H], h0[2,B,H]; all C-contiguous.");
-  m.def("backward", &backward, py::arg("grad_y"), py::arg("y"), py::arg("saved"), py::arg("w_hh"), py::arg("h0"),
-        py::arg("grad_gi"), py::arg("grad_gh"), py::arg("grad_h0"), py::arg("T"), py::arg("B"), py::arg("H"),
-        py::arg("is_double"), py::arg("num_threads"),
-        "grad_gi[T,B,6H], grad_gh[T,B,6H], grad_h0[2,B,H] from grad_y[T,B,2H], y, saved, w_hh, h0.");
+  m.def("backward", &backward, py::arg("grad_y"), py::arg("grad_hn"), py::arg("y"), py::arg("saved"), py::arg("w_hh"), py::arg("h0"),
+        py::arg("grad_gi"), py::arg("grad_gh"), py::arg("grad_h0"), py::arg("grad_w_hh"), py::arg("grad_b_hh"),
+        py::arg("T"), py::arg("B"), py::arg("H"), py::arg("is_double"), py::arg("num_threads"),
+        "grad_gi[T,B,6H], grad_h0[2,B,H], and grad_gh[T,B,6H] and/or grad_w_hh[2,3H,H] + grad_b_hh[2,3H] "
+        "(either may be 0 = not computed) from grad_y[T,B,2H], grad_hn[2,B,H] (0 = none), y, saved, w_hh, h0.");
   m.def("table_grad", &table_grad, py::arg("codes"), py::arg("code_bytes"), py::arg("n"), py::arg("grad"),
         py::arg("F"), py::arg("out"), py::arg("R"), py::arg("is_double"), py::arg("num_threads"),
         "out[R, F] = per-code row sums of grad[n, F] (codes uint8 / int32 / int64, n of them)");

@@ -25,13 +25,16 @@ struct FwdArgs {
 template <typename S>
 struct BwdArgs {
   const S* grad_y;  // [T, B, 2H]
+  const S* grad_hn; // [2, B, H] (dL/dh_n) or nullptr
   const S* y;       // [T, B, 2H]
   const S* saved;   // [T, B, 8H]
   const S* w_hh;    // [2, 3H, H]
   const S* h0;      // [2, B, H]
   S* grad_gi;       // [T, B, 6H]
-  S* grad_gh;       // [T, B, 6H]
+  S* grad_gh;       // [T, B, 6H] or nullptr (then kept per step only, for dw_part / db_part)
   S* grad_h0;       // [2, B, H]
+  S* dw_part;       // [slots, 3H, H] recurrent weight gradient per (tile, direction), or nullptr
+  S* db_part;       // [slots, 3H] its bias gradient, or nullptr (set together with dw_part)
   int T, B, H;
 };
 
@@ -51,8 +54,8 @@ inline void aligned_free(void* p) { std::free(p); }
   namespace ns {                                                         \
   void forward_task(const FwdArgs<float>& a, int d, int b0, int b1);     \
   void forward_task(const FwdArgs<double>& a, int d, int b0, int b1);    \
-  void backward_task(const BwdArgs<float>& a, int d, int b0, int b1);    \
-  void backward_task(const BwdArgs<double>& a, int d, int b0, int b1);   \
+  void backward_task(const BwdArgs<float>& a, int d, int b0, int b1, int slot);  \
+  void backward_task(const BwdArgs<double>& a, int d, int b0, int b1, int slot); \
   }
 
 BSPF_DECLARE_ISA(avx512)

@@ -140,7 +140,8 @@ void pack_b(const T* B, long rs, long cs, int K, int N, T* Bp) {
 }
 
 // C[M x NR] (+)= A[M x K] @ panel[K x NR]; C has row stride ldc (padded, full NR columns valid).
-template <typename T, int M, bool ACC>
+// A[i][k] is A[i * lda + k], or with TA (A given transposed) A[k * lda + i].
+template <typename T, int M, bool ACC, bool TA = false>
 inline __attribute__((always_inline)) void micro(const T* __restrict A, long lda, const T* __restrict Bp, int K,
                                                  T* __restrict C, long ldc) {
   typedef typename Simd<T>::V V;
@@ -162,7 +163,7 @@ inline __attribute__((always_inline)) void micro(const T* __restrict A, long lda
     const V b1 = vload<V>(Bp + (long)k * NR + VL);
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
-      const V a = V{} + A[i * lda + k];
+      const V a = V{} + (TA ? A[(long)k * lda + i] : A[i * lda + k]);
       c0[i] += a * b0;
       c1[i] += a * b1;
     }
@@ -174,7 +175,9 @@ inline __attribute__((always_inline)) void micro(const T* __restrict A, long lda
   }
 }
 
-template <typename T, bool ACC>
+// C[M x N] (+)= A[M x K] @ B, B packed by pack_b into np panels; A row-major (A[i][k] at
+// A[i * lda + k]) or, with TA, given transposed (A[k * lda + i]).
+template <typename T, bool ACC, bool TA = false>
 void gemm(const T* A, long lda, int M, int K, const T* Bp, int np, T* C, long ldc) {
   constexpr int NR = Simd<T>::NR;
   constexpr int MR = Simd<T>::MR;
@@ -182,23 +185,39 @@ void gemm(const T* A, long lda, int M, int K, const T* Bp, int np, T* C, long ld
     const T* panel = Bp + (long)p * K * NR;
     T* Cp = C + p * NR;
     int i = 0;
-    for (; i + MR <= M; i += MR) micro<T, MR, ACC>(A + i * lda, lda, panel, K, Cp + i * ldc, ldc);
+    auto Arow = [&](int r) { return TA ? A + r : A + (long)r * lda; };
+    for (; i + MR <= M; i += MR) micro<T, MR, ACC, TA>(Arow(i), lda, panel, K, Cp + i * ldc, ldc);
     const int rem = M - i;
-    const T* Ai = A + i * lda;
+    const T* Ai = Arow(i);
     T* Ci = Cp + i * ldc;
     switch (rem) {
       case 0: break;
-      case 1: micro<T, 1, ACC>(Ai, lda, panel, K, Ci, ldc); break;
-      case 2: micro<T, 2, ACC>(Ai, lda, panel, K, Ci, ldc); break;
-      case 3: micro<T, 3, ACC>(Ai, lda, panel, K, Ci, ldc); break;
-      case 4: micro<T, 4, ACC>(Ai, lda, panel, K, Ci, ldc); break;
-      case 5: micro<T, 5, ACC>(Ai, lda, panel, K, Ci, ldc); break;
-      case 6: micro<T, 6, ACC>(Ai, lda, panel, K, Ci, ldc); break;
+      case 1: micro<T, 1, ACC, TA>(Ai, lda, panel, K, Ci, ldc); break;
+      case 2: micro<T, 2, ACC, TA>(Ai, lda, panel, K, Ci, ldc); break;
+      case 3: micro<T, 3, ACC, TA>(Ai, lda, panel, K, Ci, ldc); break;
+      case 4: micro<T, 4, ACC, TA>(Ai, lda, panel, K, Ci, ldc); break;
+      case 5: micro<T, 5, ACC, TA>(Ai, lda, panel, K, Ci, ldc); break;
+      case 6: micro<T, 6, ACC, TA>(Ai, lda, panel, K, Ci, ldc); break;
       default:
         if constexpr (MR > 7) {
-          if (rem == 7) micro<T, 7, ACC>(Ai, lda, panel, K, Ci, ldc);
+          if (rem == 7) micro<T, 7, ACC, TA>(Ai, lda, panel, K, Ci, ldc);
         }
         break;
+    }
+  }
+}
+
+// pack_b for a row-major B (rows K with stride rs, contiguous columns): whole-row copies per panel.
+template <typename T>
+void pack_rows(const T* B, long rs, int K, int N, T* Bp) {
+  constexpr int NR = Simd<T>::NR;
+  const int np = (N + NR - 1) / NR;
+  for (int p = 0; p < np; ++p) {
+    const int n = std::min(NR, N - p * NR);
+    for (int k = 0; k < K; ++k) {
+      T* dst = Bp + ((long)p * K + k) * NR;
+      std::memcpy(dst, B + k * rs + (long)p * NR, sizeof(T) * n);
+      for (int j = n; j < NR; ++j) dst[j] = T(0);
     }
   }
 }
@@ -289,8 +308,14 @@ void forward_task_impl(const FwdArgs<T>& a, int d, int b0, int b1) {
 
 // ---- backward -----------------------------------------------------------------------------
 
+// Per step t (in the direction's reverse order), for rows b0..b1:
+//   the gate gradients dr, dz, dn from dh = grad_y[t] + carry -> grad_gi[t] (carry starts as
+//   grad_hn, else zero); g = [dr, dz, dn * r]
+//   (grad_gh[t]); carry = z * dh + g @ W_hh (dL/dh_prev); and, with dw_part, the recurrent weight and
+//   bias gradients dW_hh += g^T @ h_prev, db_hh += sum of g's rows, accumulated here from the step's
+//   rows while they are in cache (then grad_gh need not be written at all).
 template <typename T>
-void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1) {
+void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1, int slot) {
   typedef typename Act<T>::V V;
   constexpr int VL = Simd<T>::VL;
   constexpr int NR = Simd<T>::NR;
@@ -299,22 +324,33 @@ void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1) {
   const int N3 = 3 * H;
   const int np = (H + NR - 1) / NR;
   const long ldc = (long)np * NR;
+  const bool wgrad = a.dw_part != nullptr;
   T* Wp = static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)np * NR * N3));
-  T* carry = static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)ldc * M));
-  for (long i = 0; i < ldc * M; ++i) carry[i] = T(0);
+  T* carry = static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)ldc * M));  // zero-filled
+  // dL/dh_n enters as the carry into the direction's first backward step (h_n is its last state)
+  if (a.grad_hn)
+    for (int i = 0; i < M; ++i) std::memcpy(carry + i * ldc, a.grad_hn + ((long)d * B + b0 + i) * H, sizeof(T) * H);
+  // g rows of the step: in grad_gh when it is kept, else in a scratch reused every step
+  const long ldg = a.grad_gh ? 6L * H : (long)N3;
+  T* gscratch = a.grad_gh ? nullptr : static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)N3 * M));
+  // weight gradient: dW [3H x H] (+)= g^T [3H x M] @ h_prev [M x H], h_prev packed per step
+  T* hpack = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)np * NR * M)) : nullptr;
+  T* dw = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)N3 * ldc)) : nullptr;
+  T* db = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)round_up(N3, VL))) : nullptr;
   // B[k][j] = W_hh[d][k][j], K = 3H, N = H
   pack_b<T>(a.w_hh + (long)d * N3 * H, H, 1, N3, H, Wp);
   for (int s = 0; s < T_; ++s) {
     const int t = d == 0 ? T_ - 1 - s : s;
     long ldh;
     const T* hp = prev_state(a.h0, a.y, d, t, T_, B, H, b0, &ldh);
+    T* G = a.grad_gh ? a.grad_gh + ((long)t * B + b0) * 6 * H + (long)d * N3 : gscratch;
     for (int i = 0; i < M; ++i) {
       const long row = (long)t * B + b0 + i;
       const T* gyr = a.grad_y + row * 2 * H + (long)d * H;
       const T* sr = a.saved + row * 8 * H + (long)d * 4 * H;
       const T* hpr = hp + i * ldh;
       T* ggi = a.grad_gi + row * 6 * H + (long)d * N3;
-      T* ggh = a.grad_gh + row * 6 * H + (long)d * N3;
+      T* ggh = G + i * ldg;
       T* cr = carry + i * ldc;
       auto cols = [&](auto full, int j, int n) {
         constexpr bool F = decltype(full)::value;
@@ -327,23 +363,41 @@ void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1) {
         const V dz = dh * (h - nn) * z * (one - z);
         const V dn = dh * (one - z) * (one - nn * nn);
         const V dr = dn * hn * r * (one - r);
+        const V dnr = dn * r;
         st<F>(ggi + j, dr, n); st<F>(ggi + H + j, dz, n); st<F>(ggi + 2 * H + j, dn, n);
-        st<F>(ggh + j, dr, n); st<F>(ggh + H + j, dz, n); st<F>(ggh + 2 * H + j, dn * r, n);
+        st<F>(ggh + j, dr, n); st<F>(ggh + H + j, dz, n); st<F>(ggh + 2 * H + j, dnr, n);
+        if (wgrad) {
+          st<F>(db + j, ld<F, V>(db + j, n) + dr, n);
+          st<F>(db + H + j, ld<F, V>(db + H + j, n) + dz, n);
+          st<F>(db + 2 * H + j, ld<F, V>(db + 2 * H + j, n) + dnr, n);
+        }
         vstore(cr + j, z * dh);  // carry rows are padded: lanes >= H are garbage-free zeros times zeros
       };
       int j = 0;
       for (; j + VL <= H; j += VL) cols(std::true_type{}, j, VL);
       if (j < H) cols(std::false_type{}, j, H - j);
     }
-    // carry = z * dh + grad_gh[t] @ W_hh
-    const T* A = a.grad_gh + ((long)t * B + b0) * 6 * H + (long)d * N3;
-    gemm<T, true>(A, 6L * H, M, N3, Wp, np, carry, ldc);
+    // carry = z * dh + g @ W_hh
+    gemm<T, true>(G, ldg, M, N3, Wp, np, carry, ldc);
+    if (wgrad) {
+      pack_rows<T>(hp, ldh, M, H, hpack);
+      gemm<T, true, true>(G, ldg, N3, M, hpack, np, dw, ldc);
+    }
   }
   for (int i = 0; i < M; ++i) {
     T* dst = a.grad_h0 + ((long)d * B + b0 + i) * H;
     const T* cr = carry + i * ldc;
     for (int j = 0; j < H; ++j) dst[j] = cr[j];
   }
+  if (wgrad) {
+    T* dwo = a.dw_part + (long)slot * N3 * H;
+    for (int i = 0; i < N3; ++i) std::memcpy(dwo + (long)i * H, dw + i * ldc, sizeof(T) * H);
+    std::memcpy(a.db_part + (long)slot * N3, db, sizeof(T) * N3);
+  }
+  aligned_free(db);
+  aligned_free(dw);
+  aligned_free(hpack);
+  aligned_free(gscratch);
   aligned_free(carry);
   aligned_free(Wp);
 }
@@ -352,8 +406,12 @@ void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1) {
 
 void forward_task(const FwdArgs<float>& a, int d, int b0, int b1) { forward_task_impl<float>(a, d, b0, b1); }
 void forward_task(const FwdArgs<double>& a, int d, int b0, int b1) { forward_task_impl<double>(a, d, b0, b1); }
-void backward_task(const BwdArgs<float>& a, int d, int b0, int b1) { backward_task_impl<float>(a, d, b0, b1); }
-void backward_task(const BwdArgs<double>& a, int d, int b0, int b1) { backward_task_impl<double>(a, d, b0, b1); }
+void backward_task(const BwdArgs<float>& a, int d, int b0, int b1, int slot) {
+  backward_task_impl<float>(a, d, b0, b1, slot);
+}
+void backward_task(const BwdArgs<double>& a, int d, int b0, int b1, int slot) {
+  backward_task_impl<double>(a, d, b0, b1, slot);
+}
 
 }  // namespace BSPF_NS
 }  // namespace bsp_fast_gru

@@ -10,7 +10,17 @@ import pytest
 import torch
 
 from bsp_fast import _gru_cpu
-from bsp_fast.gru import FusedBiGRU, bigru_backward, bigru_forward, bigru_forward_inference, bigru_layer_reference
+from bsp_fast.gru import (
+    FusedBiGRU,
+    bigru_backward,
+    bigru_backward_weights,
+    bigru_forward,
+    bigru_forward_inference,
+    bigru_layer_reference,
+    recurrent_weight_grads,
+)
+from bsp_fast.gru import cpu_backend
+from bsp_fast.gru.op import fold_grad_hn
 
 
 def _inputs(T, B, H, dtype=torch.float32, seed=0, requires_grad=False):
@@ -81,6 +91,46 @@ def test_backward_op_outputs():
     torch.testing.assert_close(g[:, :, :, 2], grad_gi.view(T, B, 2, 3, H)[:, :, :, 2] * r)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("T,B,H,threads", [(1, 1, 1, 1), (7, 3, 4, 2), (5, 67, 32, 2), (9, 67, 33, 4), (3, 13, 7, 3),
+                                           (2, 5, 128, 2)])
+@pytest.mark.parametrize("with_hn", [False, True])
+def test_backward_weights_equals_backward_then_gemms(dtype, T, B, H, threads, with_hn):
+    """The kernel's step-by-step dW_hh / db_hh (grad_gh never written) and its grad_hn carry against
+    bigru_backward of grad_y with grad_hn folded in + recurrent_weight_grads (the torch GEMMs over all
+    rows), on one or several batch tiles."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gi, w_hh, b_hh, h0 = _inputs(T, B, H, dtype=dtype, seed=T * 100 + B + H)
+        y, _, saved = bigru_forward(gi, w_hh, b_hh, h0)
+        gy = torch.randn_like(y)
+        ghn = torch.randn_like(h0) if with_hn else None
+        grad_gi, grad_gh, grad_h0 = bigru_backward(fold_grad_hn(gy, ghn), y, saved, w_hh, h0)
+        want = (grad_gi, *recurrent_weight_grads(grad_gh, y, h0), grad_h0)
+        got = bigru_backward_weights(gy, ghn, y, saved, w_hh, h0)
+    finally:
+        torch.set_num_threads(old)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+    for name, a, b in zip(("grad_gi", "grad_w_hh", "grad_b_hh", "grad_h0"), got, want):
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        scale = max(b.abs().max().item(), 1.0)
+        torch.testing.assert_close(a / scale, b / scale, **tol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_backward_weights_needs_an_output():
+    gi, w_hh, b_hh, h0 = _inputs(3, 2, 4)
+    y, _, saved = bigru_forward(gi, w_hh, b_hh, h0)
+    gy = torch.randn_like(y)
+    lib = cpu_backend._lib()
+    ptrs = [t.data_ptr() for t in (gy, y, saved, w_hh, h0, torch.empty_like(gi))]
+    with pytest.raises(ValueError, match="needs grad_gh or grad_w_hh"):
+        lib.backward(ptrs[0], 0, *ptrs[1:], 0, torch.empty(2, 2, 4).data_ptr(), 0, 0, 3, 2, 4, False, 1)
+    with pytest.raises(ValueError, match="go together"):
+        lib.backward(ptrs[0], 0, *ptrs[1:], 0, torch.empty(2, 2, 4).data_ptr(), torch.empty(2, 12, 4).data_ptr(), 0,
+                     3, 2, 4, False, 1)
+
+
 def test_gradcheck_op_float64():
     args = _inputs(4, 3, 3, dtype=torch.float64, seed=4, requires_grad=True)
     assert torch.autograd.gradcheck(lambda *a: bigru_forward(*a)[0], args)
@@ -124,6 +174,8 @@ def test_opcheck_backward():
     y, _, saved = bigru_forward(gi, w_hh, b_hh, h0)
     gy = torch.randn_like(y)
     torch.library.opcheck(torch.ops.bsp_fast.bigru_backward.default, (gy, y, saved, w_hh, h0))
+    for ghn in (None, torch.randn_like(h0)):
+        torch.library.opcheck(torch.ops.bsp_fast.bigru_backward_weights.default, (gy, ghn, y, saved, w_hh, h0))
 
 
 def test_op_argument_errors():
@@ -255,7 +307,6 @@ def test_projection_ops_opcheck_and_values():
 
 def test_buffer_pool_never_overwrites_live_tensors():
     """Large outputs are recycled storages: two forwards kept alive, then both backwards."""
-    from bsp_fast.gru import cpu_backend
 
     ref = torch.nn.GRU(4, 64, 2, batch_first=True, bidirectional=True)
     fused = FusedBiGRU(4, 64, 2)

@@ -1,7 +1,8 @@
 """CPU backend of the bi-GRU recurrence op: allocates with torch, runs ``bsp_fast._gru_cpu``.
 
 ``forward(gi, w_hh, b_hh, h0) -> (y, saved)`` and
-``backward(grad_y, y, saved, w_hh, h0) -> (grad_gi, grad_gh, grad_h0)`` with the semantics of
+``backward(grad_y, y, saved, w_hh, h0) -> (grad_gi, grad_gh, grad_h0)`` and
+``backward_weights(...) -> (grad_gi, grad_w_hh, grad_b_hh, grad_h0)`` with the semantics of
 docs/contracts.md. Inputs are made contiguous here; the kernel runs on
 ``torch.get_num_threads()`` threads of torch's own OpenMP pool (std::threads where the module was
 built without OpenMP) with the GIL released.
@@ -131,11 +132,31 @@ def backward(grad_y: Tensor, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor)
     grad_gh = _empty((T, B, 6 * H), y.dtype)
     grad_h0 = y.new_empty(2, B, H)
     _lib().backward(
-        grad_y.data_ptr(), y.data_ptr(), saved.data_ptr(), w_hh.data_ptr(), h0.data_ptr(),
-        grad_gi.data_ptr(), grad_gh.data_ptr(), grad_h0.data_ptr(),
+        grad_y.data_ptr(), 0, y.data_ptr(), saved.data_ptr(), w_hh.data_ptr(), h0.data_ptr(),
+        grad_gi.data_ptr(), grad_gh.data_ptr(), grad_h0.data_ptr(), 0, 0,
         T, B, H, y.dtype == torch.float64, torch.get_num_threads(),
     )
     return grad_gi, grad_gh, grad_h0
+
+
+def backward_weights(grad_y: Tensor, grad_hn: Tensor | None, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor
+                     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """-> (grad_gi [T,B,6H], grad_w_hh [2,3H,H], grad_b_hh [2,3H], grad_h0 [2,B,H]). The kernel
+    accumulates the recurrent weight and bias gradients step by step (grad_gh is never written) and
+    starts each direction's backward recurrence from grad_hn [2,B,H] (None: zero)."""
+    T, B, H = y.shape[0], y.shape[1], w_hh.shape[-1]
+    grad_y, y, saved, w_hh, h0 = _c(grad_y), _c(y), _c(saved), _c(w_hh), _c(h0)
+    grad_hn = _c(grad_hn) if grad_hn is not None else None
+    grad_gi = _empty((T, B, 6 * H), y.dtype)
+    grad_h0 = y.new_empty(2, B, H)
+    grad_w_hh = y.new_empty(2, 3 * H, H)
+    grad_b_hh = y.new_empty(2, 3 * H)
+    _lib().backward(
+        grad_y.data_ptr(), 0 if grad_hn is None else grad_hn.data_ptr(), y.data_ptr(), saved.data_ptr(),
+        w_hh.data_ptr(), h0.data_ptr(), grad_gi.data_ptr(), 0, grad_h0.data_ptr(), grad_w_hh.data_ptr(),
+        grad_b_hh.data_ptr(), T, B, H, y.dtype == torch.float64, torch.get_num_threads(),
+    )
+    return grad_gi, grad_w_hh, grad_b_hh, grad_h0
 
 
 def table_grad(codes: Tensor, grad: Tensor, rows: int) -> Tensor:

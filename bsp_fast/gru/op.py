@@ -9,16 +9,23 @@ docs/contracts.md specifies (time-major, both directions in ORIGINAL time):
     b_hh   [2, 3H]
     h0     [2, B, H]
     y      [T, B, 2H]  y[t, :, :H] forward state after x_0..x_t, y[t, :, H:] reverse state after x_{T-1}..x_t
-    h_n    [2, B, H]   final states: y[T-1, :, :H] and y[0, :, H:] (a copy; its gradient is folded
-                       into grad_y before the backward kernel, so no full-size zero tensor per slice)
+    h_n    [2, B, H]   final states: y[T-1, :, :H] and y[0, :, H:] (a copy; its gradient enters
+                       the backward kernel as the carry of each direction's first step on CPU, or is
+                       folded into grad_y before it on CUDA: no full-size zero tensor per slice)
     saved  [T, B, 8H]  per direction d at d*4H: r, z, n (post-activation), hn = W_hn h_prev + b_hn
 
 plus ``bsp_fast::bigru_forward_inference(gi, w_hh, b_hh, h0) -> y`` (no gates kept, no autograd),
-which FusedBiGRU uses when no gradient is needed.
+which FusedBiGRU uses when no gradient is needed, and
+``bsp_fast::bigru_backward_weights(grad_y, grad_hn, y, saved, w_hh, h0) -> (grad_gi, grad_w_hh,
+grad_b_hh, grad_h0)``: bigru_backward of ``grad_y`` with ``grad_hn`` (dL/dh_n or None) folded in,
+followed by :func:`recurrent_weight_grads` (dW_hh = sum_t g_t^T h_prev, db_hh = sum of g). On CPU
+the kernel accumulates those sums step by step while g_t is in cache, never writes grad_gh, and
+takes grad_hn as the carry of each direction's first backward step; on CUDA it is the
+composition, with the weight gradients as torch GEMMs.
 
-``bigru_forward`` is differentiable (``register_autograd``): its backward runs ``bigru_backward``
-(the sequential part, in the compiled kernel) and then the recurrent weight and bias gradients as
-torch GEMMs/sums. ``saved`` is an internal buffer: no gradient flows through it.
+``bigru_forward`` is differentiable (``register_autograd``): its backward runs
+``bigru_backward_weights`` (``bigru_backward`` alone when no weight gradient is needed). ``saved``
+is an internal buffer: no gradient flows through it.
 
 Kernels: CPU from :mod:`bsp_fast.gru.cpu_backend`; CUDA from :mod:`bsp_fast.gru.cuda_backend`
 (imported lazily on the first CUDA call; a clear RuntimeError if it or its compiled module is
@@ -28,12 +35,21 @@ w_hh, h0)``; ``forward_inference`` is optional (else ``forward(...)[0]``).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
 from bsp_fast.gru import cpu_backend
 
-__all__ = ["bigru_forward", "bigru_backward", "bigru_forward_inference", "final_states", "recurrent_weight_grads"]
+__all__ = [
+    "bigru_forward",
+    "bigru_backward",
+    "bigru_backward_weights",
+    "bigru_forward_inference",
+    "final_states",
+    "recurrent_weight_grads",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,6 +105,23 @@ def _check_backward(grad_y: Tensor, y: Tensor, saved: Tensor, w_hh: Tensor, h0: 
     return T, B, H
 
 
+def _check_grad_hn(grad_hn: Optional[Tensor], y: Tensor, h0: Tensor) -> None:
+    if grad_hn is not None:
+        _check_shape("grad_hn", grad_hn, tuple(h0.shape))
+        _check_same("grad_hn", grad_hn, y)
+
+
+def fold_grad_hn(grad_y: Tensor, grad_hn: Optional[Tensor]) -> Tensor:
+    """grad_y with dL/dh_n added to the slices h_n copies (y[T-1, :, :H] and y[0, :, H:]); a new tensor."""
+    if grad_hn is None:
+        return grad_y
+    H = grad_y.shape[-1] // 2
+    grad_y = grad_y.clone(memory_format=torch.contiguous_format)
+    grad_y[-1, :, :H] += grad_hn[0]
+    grad_y[0, :, H:] += grad_hn[1]
+    return grad_y
+
+
 # --------------------------------------------------------------------------------------------
 # backends
 
@@ -124,6 +157,14 @@ def bigru_backward(grad_y: Tensor, y: Tensor, saved: Tensor, w_hh: Tensor, h0: T
     raise NotImplementedError(f"bsp_fast::bigru_backward has no kernel for device {y.device.type!r} (cpu, cuda)")
 
 
+@torch.library.custom_op("bsp_fast::bigru_backward_weights", mutates_args=())
+def bigru_backward_weights(grad_y: Tensor, grad_hn: Optional[Tensor], y: Tensor, saved: Tensor, w_hh: Tensor,
+                           h0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    raise NotImplementedError(
+        f"bsp_fast::bigru_backward_weights has no kernel for device {y.device.type!r} (cpu, cuda)"
+    )
+
+
 @torch.library.custom_op("bsp_fast::bigru_forward_inference", mutates_args=())
 def bigru_forward_inference(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:
     raise NotImplementedError(
@@ -153,6 +194,13 @@ def _backward_cpu(grad_y, y, saved, w_hh, h0):
     return cpu_backend.backward(grad_y, y, saved, w_hh, h0)
 
 
+@bigru_backward_weights.register_kernel("cpu")
+def _backward_weights_cpu(grad_y, grad_hn, y, saved, w_hh, h0):
+    _check_backward(grad_y, y, saved, w_hh, h0)
+    _check_grad_hn(grad_hn, y, h0)
+    return cpu_backend.backward_weights(grad_y, grad_hn, y, saved, w_hh, h0)
+
+
 @bigru_forward_inference.register_kernel("cpu")
 def _forward_inference_cpu(gi, w_hh, b_hh, h0):
     _check_forward(gi, w_hh, b_hh, h0)
@@ -173,6 +221,16 @@ def _forward_cuda(gi, w_hh, b_hh, h0):
 def _backward_cuda(grad_y, y, saved, w_hh, h0):
     _check_backward(grad_y, y, saved, w_hh, h0)
     return _cuda_backend().backward(grad_y, y, saved, w_hh, h0)
+
+
+@bigru_backward_weights.register_kernel("cuda")
+def _backward_weights_cuda(grad_y, grad_hn, y, saved, w_hh, h0):
+    _check_backward(grad_y, y, saved, w_hh, h0)
+    _check_grad_hn(grad_hn, y, h0)
+    grad_y = fold_grad_hn(grad_y, grad_hn)
+    grad_gi, grad_gh, grad_h0 = _cuda_backend().backward(grad_y, y, saved, w_hh, h0)
+    grad_w_hh, grad_b_hh = recurrent_weight_grads(grad_gh, y, h0)
+    return grad_gi, grad_w_hh, grad_b_hh, grad_h0
 
 
 @bigru_forward_inference.register_kernel("cuda")
@@ -197,6 +255,13 @@ def _forward_fake(gi, w_hh, b_hh, h0):
 def _backward_fake(grad_y, y, saved, w_hh, h0):
     T, B, H = _check_backward(grad_y, y, saved, w_hh, h0)
     return y.new_empty(T, B, 6 * H), y.new_empty(T, B, 6 * H), y.new_empty(2, B, H)
+
+
+@bigru_backward_weights.register_fake
+def _backward_weights_fake(grad_y, grad_hn, y, saved, w_hh, h0):
+    T, B, H = _check_backward(grad_y, y, saved, w_hh, h0)
+    _check_grad_hn(grad_hn, y, h0)
+    return y.new_empty(T, B, 6 * H), y.new_empty(2, 3 * H, H), y.new_empty(2, 3 * H), y.new_empty(2, B, H)
 
 
 @bigru_forward_inference.register_fake
@@ -238,19 +303,15 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_y, grad_hn, grad_saved):
     y, saved, w_hh, h0 = ctx.saved_tensors
-    if grad_hn is not None:
-        # fold dL/dh_n into dL/dy (h_n is a copy of two time slices of y)
-        H = y.shape[-1] // 2
-        grad_y = torch.zeros_like(y) if grad_y is None else grad_y.clone(memory_format=torch.contiguous_format)
-        grad_y[-1, :, :H] += grad_hn[0]
-        grad_y[0, :, H:] += grad_hn[1]
-    elif grad_y is None:
+    if grad_y is None:
         grad_y = torch.zeros_like(y)
-    grad_gi, grad_gh, grad_h0 = bigru_backward(grad_y, y, saved, w_hh, h0)
     need = ctx.needs_input_grad
     grad_w_hh = grad_b_hh = None
     if need[1] or need[2]:
-        grad_w_hh, grad_b_hh = recurrent_weight_grads(grad_gh, y, h0)
+        # dL/dh_n goes into the kernel (the carry of each direction's first backward step)
+        grad_gi, grad_w_hh, grad_b_hh, grad_h0 = bigru_backward_weights(grad_y, grad_hn, y, saved, w_hh, h0)
+    else:
+        grad_gi, _, grad_h0 = bigru_backward(fold_grad_hn(grad_y, grad_hn), y, saved, w_hh, h0)
     return (
         grad_gi if need[0] else None,
         grad_w_hh if need[1] else None,
