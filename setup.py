@@ -110,6 +110,8 @@ def extensions() -> list[Extension]:
         Extension(
             "bsp_fast._gru_cpu",
             sources=cpu_sources,
+            # headers too: an in-place rebuild after a change to the kernel header alone must recompile
+            depends=sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cpu*.h")),
             include_dirs=[pybind11.get_include(), "csrc"],
             language="c++",
             extra_compile_args=_cpu_flags() + _openmp_flags(),
@@ -153,6 +155,8 @@ def extensions() -> list[Extension]:
             Extension(
                 "bsp_fast._gru_cuda",
                 sources=[*cu_sources, *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cuda*.cpp"))],
+                depends=sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cuda*.[hc]*")
+                               if p.suffix in (".h", ".cuh")),
                 include_dirs=[pybind11.get_include(), "csrc", str(cuda_home / "include")],
                 library_dirs=libdirs,
                 # Static cudart: the module loads on machines without a GPU and needs no CUDA libs.

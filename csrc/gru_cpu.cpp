@@ -145,20 +145,22 @@ void check_sizes(int T, int B, int H) {
 
 template <typename T>
 void forward_t(uintptr_t gi, uintptr_t w_hh, uintptr_t b_hh, uintptr_t h0, uintptr_t y, uintptr_t saved, int T_,
-               int B, int H, int nthreads) {
+               int B, int H, long y_st, long y_sb, int nthreads) {
   FwdArgs<T> a{reinterpret_cast<const T*>(gi), reinterpret_cast<const T*>(w_hh), reinterpret_cast<const T*>(b_hh),
-               reinterpret_cast<const T*>(h0), reinterpret_cast<T*>(y), reinterpret_cast<T*>(saved), T_, B, H};
+               reinterpret_cast<const T*>(h0), reinterpret_cast<T*>(y), reinterpret_cast<T*>(saved), T_, B, H,
+               y_st, y_sb};
   run_tasks(B, nthreads, [&](int d, int, int b0, int b1) { call_forward(a, d, b0, b1); });
 }
 
 template <typename T>
 void backward_t(uintptr_t grad_y, uintptr_t grad_hn, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0, uintptr_t grad_gi,
                 uintptr_t grad_gh, uintptr_t grad_h0, uintptr_t grad_w_hh, uintptr_t grad_b_hh, int T_, int B, int H,
-                int nthreads) {
+                const long* st, int nthreads) {
   BwdArgs<T> a{reinterpret_cast<const T*>(grad_y), reinterpret_cast<const T*>(grad_hn),
                reinterpret_cast<const T*>(y),      reinterpret_cast<const T*>(saved),
                reinterpret_cast<const T*>(w_hh),   reinterpret_cast<const T*>(h0), reinterpret_cast<T*>(grad_gi),
-               reinterpret_cast<T*>(grad_gh),      reinterpret_cast<T*>(grad_h0), nullptr, nullptr, T_, B, H};
+               reinterpret_cast<T*>(grad_gh),      reinterpret_cast<T*>(grad_h0), nullptr, nullptr, T_, B, H,
+               st[0], st[1], st[2], st[3]};
   const int ntiles = tiles_for(B, nthreads);
   // weight gradients: one slot per (tile, direction); with one tile the slots are the outputs
   std::vector<T> parts;
@@ -195,30 +197,51 @@ void backward_t(uintptr_t grad_y, uintptr_t grad_hn, uintptr_t y, uintptr_t save
   }
 }
 
-void forward(uintptr_t gi, uintptr_t w_hh, uintptr_t b_hh, uintptr_t h0, uintptr_t y, uintptr_t saved, int T_, int B,
-             int H, bool is_double, int nthreads) {
-  check_sizes(T_, B, H);
-  py::gil_scoped_release release;
-  if (is_double)
-    forward_t<double>(gi, w_hh, b_hh, h0, y, saved, T_, B, H, nthreads);
-  else
-    forward_t<float>(gi, w_hh, b_hh, h0, y, saved, T_, B, H, nthreads);
+// Row strides (elements) of y / grad_y: a row is 2H contiguous values; 0, 0 means time-major [T, B, 2H].
+void check_strides(const char* name, long& st, long& sb, int T, int B, int H) {
+  if (st == 0 && sb == 0) {
+    st = 2L * B * H;
+    sb = 2L * H;
+    return;
+  }
+  // rows must not overlap: one of the two strides steps over the other's whole extent
+  const bool ok = st >= 2L * H && sb >= 2L * H && (st >= sb * B || sb >= st * T);
+  if (!ok)
+    throw std::invalid_argument(std::string("bsp_fast._gru_cpu: ") + name + " row strides (" + std::to_string(st) +
+                                ", " + std::to_string(sb) + ") overlap for T=" + std::to_string(T) + " B=" +
+                                std::to_string(B) + " H=" + std::to_string(H));
 }
 
-void backward(uintptr_t grad_y, uintptr_t grad_hn, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0, uintptr_t grad_gi,
-              uintptr_t grad_gh, uintptr_t grad_h0, uintptr_t grad_w_hh, uintptr_t grad_b_hh, int T_, int B, int H,
-              bool is_double, int nthreads) {
+void forward(uintptr_t gi, uintptr_t w_hh, uintptr_t b_hh, uintptr_t h0, uintptr_t y, uintptr_t saved, int T_, int B,
+             int H, long y_st, long y_sb, bool is_double, int nthreads) {
   check_sizes(T_, B, H);
+  check_strides("y", y_st, y_sb, T_, B, H);
+  py::gil_scoped_release release;
+  if (is_double)
+    forward_t<double>(gi, w_hh, b_hh, h0, y, saved, T_, B, H, y_st, y_sb, nthreads);
+  else
+    forward_t<float>(gi, w_hh, b_hh, h0, y, saved, T_, B, H, y_st, y_sb, nthreads);
+}
+
+void backward(uintptr_t grad_y, uintptr_t grad_hn, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0,
+              uintptr_t grad_gi, uintptr_t grad_gh, uintptr_t grad_h0, uintptr_t grad_w_hh, uintptr_t grad_b_hh,
+              int T_, int B, int H, long y_st, long y_sb, long gy_st, long gy_sb, bool is_double, int nthreads) {
+  check_sizes(T_, B, H);
+  check_strides("y", y_st, y_sb, T_, B, H);
+  check_strides("grad_y", gy_st, gy_sb, T_, B, H);
   if (!saved) throw std::invalid_argument("bsp_fast._gru_cpu.backward: saved gates are required");
   if (!grad_w_hh != !grad_b_hh)
     throw std::invalid_argument("bsp_fast._gru_cpu.backward: grad_w_hh and grad_b_hh go together");
   if (!grad_gh && !grad_w_hh)
     throw std::invalid_argument("bsp_fast._gru_cpu.backward: needs grad_gh or grad_w_hh / grad_b_hh");
+  const long st[4] = {y_st, y_sb, gy_st, gy_sb};
   py::gil_scoped_release release;
   if (is_double)
-    backward_t<double>(grad_y, grad_hn, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, grad_w_hh, grad_b_hh, T_, B, H, nthreads);
+    backward_t<double>(grad_y, grad_hn, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, grad_w_hh, grad_b_hh, T_, B, H,
+                       st, nthreads);
   else
-    backward_t<float>(grad_y, grad_hn, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, grad_w_hh, grad_b_hh, T_, B, H, nthreads);
+    backward_t<float>(grad_y, grad_hn, y, saved, w_hh, h0, grad_gi, grad_gh, grad_h0, grad_w_hh, grad_b_hh, T_, B, H,
+                      st, nthreads);
 }
 
 // grad_table[r, :] = sum of grad[i, :] over the rows i with codes[i] == r (codes 0..R-1, checked
@@ -297,14 +320,17 @@ PYBIND11_MODULE(_gru_cpu, m) {
       "Fused bidirectional GRU recurrence on CPU (raw pointers; tensors are allocated by torch in "
       "bsp_fast/gru/cpu_backend.py). Layouts: docs/contracts.md.";
   m.def("forward", &forward, py::arg("gi"), py::arg("w_hh"), py::arg("b_hh"), py::arg("h0"), py::arg("y"),
-        py::arg("saved"), py::arg("T"), py::arg("B"), py::arg("H"), py::arg("is_double"), py::arg("num_threads"),
-        "y[T,B,2H] and saved[T,B,8H] (saved may be 0 to skip keeping the gates) from gi[T,B,6H], "
-        "w_hh[2,3H,H], b_hh[2,3H], h0[2,B,H]; all C-contiguous.");
+        py::arg("saved"), py::arg("T"), py::arg("B"), py::arg("H"), py::arg("y_st"), py::arg("y_sb"),
+        py::arg("is_double"), py::arg("num_threads"),
+        "y[T,B,2H] (rows at element strides y_st, y_sb; 0, 0 = contiguous) and saved[T,B,8H] (saved may be 0 "
+        "to skip keeping the gates) from gi[T,B,6H], w_hh[2,3H,H], b_hh[2,3H], h0[2,B,H]; all C-contiguous.");
   m.def("backward", &backward, py::arg("grad_y"), py::arg("grad_hn"), py::arg("y"), py::arg("saved"), py::arg("w_hh"), py::arg("h0"),
         py::arg("grad_gi"), py::arg("grad_gh"), py::arg("grad_h0"), py::arg("grad_w_hh"), py::arg("grad_b_hh"),
-        py::arg("T"), py::arg("B"), py::arg("H"), py::arg("is_double"), py::arg("num_threads"),
+        py::arg("T"), py::arg("B"), py::arg("H"), py::arg("y_st"), py::arg("y_sb"), py::arg("gy_st"),
+        py::arg("gy_sb"), py::arg("is_double"), py::arg("num_threads"),
         "grad_gi[T,B,6H], grad_h0[2,B,H], and grad_gh[T,B,6H] and/or grad_w_hh[2,3H,H] + grad_b_hh[2,3H] "
-        "(either may be 0 = not computed) from grad_y[T,B,2H], grad_hn[2,B,H] (0 = none), y, saved, w_hh, h0.");
+        "(either may be 0 = not computed) from grad_y[T,B,2H], grad_hn[2,B,H] (0 = none), y, saved, w_hh, h0; "
+        "y and grad_y rows at the given element strides (0, 0 = contiguous).");
   m.def("table_grad", &table_grad, py::arg("codes"), py::arg("code_bytes"), py::arg("n"), py::arg("grad"),
         py::arg("F"), py::arg("out"), py::arg("R"), py::arg("is_double"), py::arg("num_threads"),
         "out[R, F] = per-code row sums of grad[n, F] (codes uint8 / int32 / int64, n of them)");

@@ -17,16 +17,17 @@ struct FwdArgs {
   const S* w_hh;   // [2, 3H, H]
   const S* b_hh;   // [2, 3H]
   const S* h0;     // [2, B, H]
-  S* y;            // [T, B, 2H]
+  S* y;            // [T, B, 2H] (rows at y_st, y_sb)
   S* saved;        // [T, B, 8H] or nullptr (inference: gates not kept)
   int T, B, H;
+  long y_st, y_sb;  // element strides of y's rows in t and b (2BH, 2H time-major; 2H, 2TH batch-major)
 };
 
 template <typename S>
 struct BwdArgs {
-  const S* grad_y;  // [T, B, 2H]
+  const S* grad_y;  // [T, B, 2H] (rows at gy_st, gy_sb)
   const S* grad_hn; // [2, B, H] (dL/dh_n) or nullptr
-  const S* y;       // [T, B, 2H]
+  const S* y;       // [T, B, 2H] (rows at y_st, y_sb)
   const S* saved;   // [T, B, 8H]
   const S* w_hh;    // [2, 3H, H]
   const S* h0;      // [2, B, H]
@@ -36,6 +37,8 @@ struct BwdArgs {
   S* dw_part;       // [slots, 3H, H] recurrent weight gradient per (tile, direction), or nullptr
   S* db_part;       // [slots, 3H] its bias gradient, or nullptr (set together with dw_part)
   int T, B, H;
+  long y_st, y_sb;    // element strides of y's rows in t and b, as in FwdArgs
+  long gy_st, gy_sb;  // the same for grad_y
 };
 
 // 64-byte aligned, zero-filled scratch (std::bad_alloc on failure is never thrown from here:

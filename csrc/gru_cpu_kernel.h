@@ -238,17 +238,19 @@ inline __attribute__((always_inline)) void st(T* p, V v, int n) {
 }
 
 // h_prev of rows b0.. of direction d at time t: h0 when t is the direction's first step, else the
-// direction's state one step earlier in its own order (y[t-1] forward, y[t+1] reverse).
+// direction's state one step earlier in its own order (y[t-1] forward, y[t+1] reverse). y's rows
+// are at t * y_st + b * y_sb (time-major [T, B, 2H] or batch-major [B, T, 2H]).
 template <typename T>
-inline const T* prev_state(const T* h0, const T* y, int d, int t, int T_, int B, int H, int b0, long* ldh) {
+inline const T* prev_state(const T* h0, const T* y, long y_st, long y_sb, int d, int t, int T_, int B, int H, int b0,
+                           long* ldh) {
   const bool first = d == 0 ? t == 0 : t == T_ - 1;
   if (first) {
     *ldh = H;
     return h0 + ((long)d * B + b0) * H;
   }
-  *ldh = 2L * H;
+  *ldh = y_sb;
   const int tp = d == 0 ? t - 1 : t + 1;
-  return y + ((long)tp * B + b0) * 2 * H + (long)d * H;
+  return y + (long)tp * y_st + (long)b0 * y_sb + (long)d * H;
 }
 
 // ---- forward ------------------------------------------------------------------------------
@@ -272,14 +274,14 @@ void forward_task_impl(const FwdArgs<T>& a, int d, int b0, int b1) {
   for (int s = 0; s < T_; ++s) {
     const int t = d == 0 ? s : T_ - 1 - s;
     long ldh;
-    const T* hp = prev_state(a.h0, a.y, d, t, T_, B, H, b0, &ldh);
+    const T* hp = prev_state(a.h0, a.y, a.y_st, a.y_sb, d, t, T_, B, H, b0, &ldh);
     gemm<T, false>(hp, ldh, M, H, Wp, np, gh, ldc);
     for (int i = 0; i < M; ++i) {
       const long row = (long)t * B + b0 + i;
       const T* gir = a.gi + row * 6 * H + (long)d * N;
       const T* ghr = gh + i * ldc;
       const T* hpr = hp + i * ldh;
-      T* yr = a.y + row * 2 * H + (long)d * H;
+      T* yr = a.y + (long)t * a.y_st + (long)(b0 + i) * a.y_sb + (long)d * H;
       T* sr = a.saved ? a.saved + row * 8 * H + (long)d * 4 * H : nullptr;
       auto cols = [&](auto full, int j, int n) {
         constexpr bool F = decltype(full)::value;
@@ -335,18 +337,29 @@ void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1, int slot) {
   T* gscratch = a.grad_gh ? nullptr : static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)N3 * M));
   // weight gradient: dW [3H x H] (+)= g^T [3H x M] @ h_prev [M x H], h_prev packed per step
   T* hpack = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)np * NR * M)) : nullptr;
-  T* dw = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)N3 * ldc)) : nullptr;
-  T* db = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * (size_t)round_up(N3, VL))) : nullptr;
+  // Two-level sums, as a blocked GEMM over all T*M rows would do: the steps' products go into dw / db
+  // for `block` steps (~256 rows), then into the totals dw_sum / db_sum; one float sum over all T*M rows
+  // in a row loses ~10x more precision (against float64) than torch's GEMM does.
+  const int block = std::max(1, 256 / M);
+  const size_t nw = (size_t)N3 * ldc, nb = (size_t)round_up(N3, VL);
+  T* dw = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * nw)) : nullptr;
+  T* db = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * nb)) : nullptr;
+  T* dw_sum = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * nw)) : nullptr;
+  T* db_sum = wgrad ? static_cast<T*>(aligned_buffer(sizeof(T) * nb)) : nullptr;
+  auto flush = [&] {
+    for (size_t i = 0; i < nw; ++i) dw_sum[i] += dw[i], dw[i] = T(0);
+    for (size_t i = 0; i < nb; ++i) db_sum[i] += db[i], db[i] = T(0);
+  };
   // B[k][j] = W_hh[d][k][j], K = 3H, N = H
   pack_b<T>(a.w_hh + (long)d * N3 * H, H, 1, N3, H, Wp);
   for (int s = 0; s < T_; ++s) {
     const int t = d == 0 ? T_ - 1 - s : s;
     long ldh;
-    const T* hp = prev_state(a.h0, a.y, d, t, T_, B, H, b0, &ldh);
+    const T* hp = prev_state(a.h0, a.y, a.y_st, a.y_sb, d, t, T_, B, H, b0, &ldh);
     T* G = a.grad_gh ? a.grad_gh + ((long)t * B + b0) * 6 * H + (long)d * N3 : gscratch;
     for (int i = 0; i < M; ++i) {
       const long row = (long)t * B + b0 + i;
-      const T* gyr = a.grad_y + row * 2 * H + (long)d * H;
+      const T* gyr = a.grad_y + (long)t * a.gy_st + (long)(b0 + i) * a.gy_sb + (long)d * H;
       const T* sr = a.saved + row * 8 * H + (long)d * 4 * H;
       const T* hpr = hp + i * ldh;
       T* ggi = a.grad_gi + row * 6 * H + (long)d * N3;
@@ -382,6 +395,7 @@ void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1, int slot) {
     if (wgrad) {
       pack_rows<T>(hp, ldh, M, H, hpack);
       gemm<T, true, true>(G, ldg, N3, M, hpack, np, dw, ldc);
+      if ((s + 1) % block == 0 || s + 1 == T_) flush();
     }
   }
   for (int i = 0; i < M; ++i) {
@@ -391,9 +405,11 @@ void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1, int slot) {
   }
   if (wgrad) {
     T* dwo = a.dw_part + (long)slot * N3 * H;
-    for (int i = 0; i < N3; ++i) std::memcpy(dwo + (long)i * H, dw + i * ldc, sizeof(T) * H);
-    std::memcpy(a.db_part + (long)slot * N3, db, sizeof(T) * N3);
+    for (int i = 0; i < N3; ++i) std::memcpy(dwo + (long)i * H, dw_sum + i * ldc, sizeof(T) * H);
+    std::memcpy(a.db_part + (long)slot * N3, db_sum, sizeof(T) * N3);
   }
+  aligned_free(db_sum);
+  aligned_free(dw_sum);
   aligned_free(db);
   aligned_free(dw);
   aligned_free(hpack);

@@ -61,12 +61,13 @@ def clear_buffer_pool() -> None:
         _pool_bytes = 0
 
 
-def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    """torch.empty(shape, dtype=dtype) on CPU, from the recycling pool when large."""
+def _empty(shape: tuple[int, ...], dtype: torch.dtype, stride: tuple[int, ...] | None = None) -> Tensor:
+    """torch.empty(shape, dtype=dtype) on CPU (or empty_strided with ``stride``, which must describe a
+    dense layout: a permutation of the contiguous one), from the recycling pool when large."""
     global _pool_bytes
     nbytes = math.prod(shape) * dtype.itemsize
     if not _POOL_ENABLED or nbytes < _POOL_MIN_BYTES:
-        return torch.empty(shape, dtype=dtype)
+        return torch.empty(shape, dtype=dtype) if stride is None else torch.empty_strided(shape, stride, dtype=dtype)
     with _pool_lock:
         entries = _pool.setdefault(nbytes, [])
         storage = next((s for s in entries if not _in_use(s)), None)
@@ -77,11 +78,33 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
                     free = [s for s in lst if not _in_use(s)]
                     _pool_bytes -= size * len(free)
                     lst[:] = [s for s in lst if _in_use(s)]
-                return torch.empty(shape, dtype=dtype)
+                if stride is None:
+                    return torch.empty(shape, dtype=dtype)
+                return torch.empty_strided(shape, stride, dtype=dtype)
             storage = torch.UntypedStorage(nbytes)
             entries.append(storage)
             _pool_bytes += nbytes
-        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+        out = torch.empty(0, dtype=dtype)
+        return out.set_(storage, 0, shape) if stride is None else out.set_(storage, 0, shape, stride)
+
+
+def y_buffer(T: int, B: int, H: int, dtype: torch.dtype, batch_major: bool = False) -> Tensor:
+    """An uninitialised y [T, B, 2H]: contiguous, or with ``batch_major`` laid out as [B, T, 2H] in
+    memory (then ``y.transpose(0, 1)`` is a contiguous batch-first output, no copy)."""
+    if batch_major:
+        return _empty((T, B, 2 * H), dtype, (2 * H, 2 * H * T, 1))
+    return _empty((T, B, 2 * H), dtype)
+
+
+def _rows(t: Tensor) -> tuple[Tensor, int, int]:
+    """(t, stride_t, stride_b) for a [T, B, F] tensor whose rows the kernel can read in place (each
+    row contiguous, rows not overlapping); otherwise a contiguous copy and its strides."""
+    T, B, F = t.shape
+    st, sb, sf = t.stride()
+    if sf == 1 and st >= F and sb >= F and (st >= sb * B or sb >= st * T):
+        return t, st, sb
+    t = t.contiguous()
+    return t, B * F, F
 
 
 def tune_malloc() -> bool:
@@ -101,40 +124,41 @@ def _c(t: Tensor) -> Tensor:
     return t if t.is_contiguous() else t.contiguous()
 
 
-def forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
+def forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, batch_major: bool = False) -> tuple[Tensor, Tensor]:
     T, B, H = gi.shape[0], gi.shape[1], w_hh.shape[-1]
     gi, w_hh, b_hh, h0 = _c(gi), _c(w_hh), _c(b_hh), _c(h0)
-    y = _empty((T, B, 2 * H), gi.dtype)
+    y = y_buffer(T, B, H, gi.dtype, batch_major)
     saved = _empty((T, B, 8 * H), gi.dtype)
     _lib().forward(
         gi.data_ptr(), w_hh.data_ptr(), b_hh.data_ptr(), h0.data_ptr(), y.data_ptr(), saved.data_ptr(),
-        T, B, H, gi.dtype == torch.float64, torch.get_num_threads(),
+        T, B, H, y.stride(0), y.stride(1), gi.dtype == torch.float64, torch.get_num_threads(),
     )
     return y, saved
 
 
-def forward_inference(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:
+def forward_inference(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, batch_major: bool = False) -> Tensor:
     """Like :func:`forward` but keeps no gates (no backward possible): returns y only."""
     T, B, H = gi.shape[0], gi.shape[1], w_hh.shape[-1]
     gi, w_hh, b_hh, h0 = _c(gi), _c(w_hh), _c(b_hh), _c(h0)
-    y = _empty((T, B, 2 * H), gi.dtype)
+    y = y_buffer(T, B, H, gi.dtype, batch_major)
     _lib().forward(
         gi.data_ptr(), w_hh.data_ptr(), b_hh.data_ptr(), h0.data_ptr(), y.data_ptr(), 0,
-        T, B, H, gi.dtype == torch.float64, torch.get_num_threads(),
+        T, B, H, y.stride(0), y.stride(1), gi.dtype == torch.float64, torch.get_num_threads(),
     )
     return y
 
 
 def backward(grad_y: Tensor, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     T, B, H = y.shape[0], y.shape[1], w_hh.shape[-1]
-    grad_y, y, saved, w_hh, h0 = _c(grad_y), _c(y), _c(saved), _c(w_hh), _c(h0)
+    (grad_y, gst, gsb), (y, yst, ysb) = _rows(grad_y), _rows(y)
+    saved, w_hh, h0 = _c(saved), _c(w_hh), _c(h0)
     grad_gi = _empty((T, B, 6 * H), y.dtype)
     grad_gh = _empty((T, B, 6 * H), y.dtype)
     grad_h0 = y.new_empty(2, B, H)
     _lib().backward(
         grad_y.data_ptr(), 0, y.data_ptr(), saved.data_ptr(), w_hh.data_ptr(), h0.data_ptr(),
         grad_gi.data_ptr(), grad_gh.data_ptr(), grad_h0.data_ptr(), 0, 0,
-        T, B, H, y.dtype == torch.float64, torch.get_num_threads(),
+        T, B, H, yst, ysb, gst, gsb, y.dtype == torch.float64, torch.get_num_threads(),
     )
     return grad_gi, grad_gh, grad_h0
 
@@ -145,7 +169,8 @@ def backward_weights(grad_y: Tensor, grad_hn: Tensor | None, y: Tensor, saved: T
     accumulates the recurrent weight and bias gradients step by step (grad_gh is never written) and
     starts each direction's backward recurrence from grad_hn [2,B,H] (None: zero)."""
     T, B, H = y.shape[0], y.shape[1], w_hh.shape[-1]
-    grad_y, y, saved, w_hh, h0 = _c(grad_y), _c(y), _c(saved), _c(w_hh), _c(h0)
+    (grad_y, gst, gsb), (y, yst, ysb) = _rows(grad_y), _rows(y)
+    saved, w_hh, h0 = _c(saved), _c(w_hh), _c(h0)
     grad_hn = _c(grad_hn) if grad_hn is not None else None
     grad_gi = _empty((T, B, 6 * H), y.dtype)
     grad_h0 = y.new_empty(2, B, H)
@@ -154,7 +179,7 @@ def backward_weights(grad_y: Tensor, grad_hn: Tensor | None, y: Tensor, saved: T
     _lib().backward(
         grad_y.data_ptr(), 0 if grad_hn is None else grad_hn.data_ptr(), y.data_ptr(), saved.data_ptr(),
         w_hh.data_ptr(), h0.data_ptr(), grad_gi.data_ptr(), 0, grad_h0.data_ptr(), grad_w_hh.data_ptr(),
-        grad_b_hh.data_ptr(), T, B, H, y.dtype == torch.float64, torch.get_num_threads(),
+        grad_b_hh.data_ptr(), T, B, H, yst, ysb, gst, gsb, y.dtype == torch.float64, torch.get_num_threads(),
     )
     return grad_gi, grad_w_hh, grad_b_hh, grad_h0
 

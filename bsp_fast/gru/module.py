@@ -199,10 +199,13 @@ class FusedBiGRU(nn.Module):
             else:
                 gi = time_major_linear(inp, w_ih, b_ih)  # [T, B, 6H]
             hl = h0[2 * layer : 2 * layer + 2]
+            # the last layer of a batch-first module writes its y batch-major: the output is then
+            # a transposed view, not a copy (and its gradient comes back in that layout too)
+            batch_major = self.batch_first and layer == L - 1
             if need_grad:
-                y, hn_layer, _ = bigru_forward(gi, w_hh, b_hh, hl)
+                y, hn_layer, _ = bigru_forward(gi, w_hh, b_hh, hl, batch_major)
             else:
-                y = bigru_forward_inference(gi, w_hh, b_hh, hl)
+                y = bigru_forward_inference(gi, w_hh, b_hh, hl, batch_major)
                 hn_layer = final_states(y)
             h_n.append(hn_layer)
             if layer < L - 1 and self.dropout > 0.0 and self.training:

@@ -1,6 +1,6 @@
 """The fused bi-GRU recurrence as torch custom ops (one layer, both directions).
 
-``bsp_fast::bigru_forward(gi, w_hh, b_hh, h0) -> (y, h_n, saved)`` and
+``bsp_fast::bigru_forward(gi, w_hh, b_hh, h0, batch_major=False) -> (y, h_n, saved)`` and
 ``bsp_fast::bigru_backward(grad_y, y, saved, w_hh, h0) -> (grad_gi, grad_gh, grad_h0)``, exactly as
 docs/contracts.md specifies (time-major, both directions in ORIGINAL time):
 
@@ -14,8 +14,13 @@ docs/contracts.md specifies (time-major, both directions in ORIGINAL time):
                        folded into grad_y before it on CUDA: no full-size zero tensor per slice)
     saved  [T, B, 8H]  per direction d at d*4H: r, z, n (post-activation), hn = W_hn h_prev + b_hn
 
-plus ``bsp_fast::bigru_forward_inference(gi, w_hh, b_hh, h0) -> y`` (no gates kept, no autograd),
-which FusedBiGRU uses when no gradient is needed, and
+With ``batch_major=True`` y is still indexed [T, B, 2H] but laid out as [B, T, 2H] in memory
+(strides (2H, 2TH, 1)), so that a batch-first caller gets its output as ``y.transpose(0, 1)``
+without a copy; on CPU the kernel writes it so, on CUDA it is a copy. The backward ops take y and
+grad_y with any such row strides (each row of 2H contiguous).
+
+Plus ``bsp_fast::bigru_forward_inference(gi, w_hh, b_hh, h0, batch_major=False) -> y`` (no gates
+kept, no autograd), which FusedBiGRU uses when no gradient is needed, and
 ``bsp_fast::bigru_backward_weights(grad_y, grad_hn, y, saved, w_hh, h0) -> (grad_gi, grad_w_hh,
 grad_b_hh, grad_h0)``: bigru_backward of ``grad_y`` with ``grad_hn`` (dL/dh_n or None) folded in,
 followed by :func:`recurrent_weight_grads` (dW_hh = sum_t g_t^T h_prev, db_hh = sum of g). On CPU
@@ -148,7 +153,8 @@ def _cuda_backend():
 
 
 @torch.library.custom_op("bsp_fast::bigru_forward", mutates_args=())
-def bigru_forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def bigru_forward(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, batch_major: bool = False
+                  ) -> tuple[Tensor, Tensor, Tensor]:
     raise NotImplementedError(f"bsp_fast::bigru_forward has no kernel for device {gi.device.type!r} (cpu, cuda)")
 
 
@@ -166,7 +172,7 @@ def bigru_backward_weights(grad_y: Tensor, grad_hn: Optional[Tensor], y: Tensor,
 
 
 @torch.library.custom_op("bsp_fast::bigru_forward_inference", mutates_args=())
-def bigru_forward_inference(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor) -> Tensor:
+def bigru_forward_inference(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, batch_major: bool = False) -> Tensor:
     raise NotImplementedError(
         f"bsp_fast::bigru_forward_inference has no kernel for device {gi.device.type!r} (cpu, cuda)"
     )
@@ -181,10 +187,26 @@ def final_states(y: Tensor) -> Tensor:
     return torch.stack([y[-1, :, :H], y[0, :, H:]])
 
 
+def _y_like(gi: Tensor, T: int, B: int, H: int, batch_major: bool) -> Tensor:
+    """An empty y [T, B, 2H] like the kernels return it: contiguous, or batch-major in memory."""
+    if batch_major:
+        return gi.new_empty_strided((T, B, 2 * H), (2 * H, 2 * H * T, 1))
+    return gi.new_empty(T, B, 2 * H)
+
+
+def _relayout(y: Tensor, batch_major: bool) -> Tensor:
+    """A time-major y [T, B, 2H] in the layout that ``batch_major`` asks for (a copy if it differs)."""
+    if not batch_major:
+        return y
+    out = _y_like(y, y.shape[0], y.shape[1], y.shape[2] // 2, True)
+    out.copy_(y)
+    return out
+
+
 @bigru_forward.register_kernel("cpu")
-def _forward_cpu(gi, w_hh, b_hh, h0):
+def _forward_cpu(gi, w_hh, b_hh, h0, batch_major=False):
     _check_forward(gi, w_hh, b_hh, h0)
-    y, saved = cpu_backend.forward(gi, w_hh, b_hh, h0)
+    y, saved = cpu_backend.forward(gi, w_hh, b_hh, h0, batch_major)
     return y, final_states(y), saved
 
 
@@ -202,18 +224,19 @@ def _backward_weights_cpu(grad_y, grad_hn, y, saved, w_hh, h0):
 
 
 @bigru_forward_inference.register_kernel("cpu")
-def _forward_inference_cpu(gi, w_hh, b_hh, h0):
+def _forward_inference_cpu(gi, w_hh, b_hh, h0, batch_major=False):
     _check_forward(gi, w_hh, b_hh, h0)
-    return cpu_backend.forward_inference(gi, w_hh, b_hh, h0)
+    return cpu_backend.forward_inference(gi, w_hh, b_hh, h0, batch_major)
 
 
 # CUDA (bsp_fast/gru/cuda_backend.py, imported on first use)
 
 
 @bigru_forward.register_kernel("cuda")
-def _forward_cuda(gi, w_hh, b_hh, h0):
+def _forward_cuda(gi, w_hh, b_hh, h0, batch_major=False):
     _check_forward(gi, w_hh, b_hh, h0)
     y, saved = _cuda_backend().forward(gi, w_hh, b_hh, h0)
+    y = _relayout(y, batch_major)
     return y, final_states(y), saved
 
 
@@ -234,21 +257,21 @@ def _backward_weights_cuda(grad_y, grad_hn, y, saved, w_hh, h0):
 
 
 @bigru_forward_inference.register_kernel("cuda")
-def _forward_inference_cuda(gi, w_hh, b_hh, h0):
+def _forward_inference_cuda(gi, w_hh, b_hh, h0, batch_major=False):
     _check_forward(gi, w_hh, b_hh, h0)
     backend = _cuda_backend()
     if hasattr(backend, "forward_inference"):
-        return backend.forward_inference(gi, w_hh, b_hh, h0)
-    return backend.forward(gi, w_hh, b_hh, h0)[0]
+        return _relayout(backend.forward_inference(gi, w_hh, b_hh, h0), batch_major)
+    return _relayout(backend.forward(gi, w_hh, b_hh, h0)[0], batch_major)
 
 
 # fake (meta) implementations: shapes only, for torch.compile / FakeTensor
 
 
 @bigru_forward.register_fake
-def _forward_fake(gi, w_hh, b_hh, h0):
+def _forward_fake(gi, w_hh, b_hh, h0, batch_major=False):
     T, B, H = _check_forward(gi, w_hh, b_hh, h0)
-    return gi.new_empty(T, B, 2 * H), gi.new_empty(2, B, H), gi.new_empty(T, B, 8 * H)
+    return _y_like(gi, T, B, H, batch_major), gi.new_empty(2, B, H), gi.new_empty(T, B, 8 * H)
 
 
 @bigru_backward.register_fake
@@ -265,9 +288,9 @@ def _backward_weights_fake(grad_y, grad_hn, y, saved, w_hh, h0):
 
 
 @bigru_forward_inference.register_fake
-def _forward_inference_fake(gi, w_hh, b_hh, h0):
+def _forward_inference_fake(gi, w_hh, b_hh, h0, batch_major=False):
     T, B, H = _check_forward(gi, w_hh, b_hh, h0)
-    return gi.new_empty(T, B, 2 * H)
+    return _y_like(gi, T, B, H, batch_major)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,7 +316,7 @@ def recurrent_weight_grads(grad_gh: Tensor, y: Tensor, h0: Tensor) -> tuple[Tens
 
 
 def _setup_context(ctx, inputs, output):
-    gi, w_hh, b_hh, h0 = inputs
+    gi, w_hh, b_hh, h0, _ = inputs
     y, _, saved = output
     ctx.save_for_backward(y, saved, w_hh, h0)
     ctx.mark_non_differentiable(saved)
@@ -317,6 +340,7 @@ def _backward(ctx, grad_y, grad_hn, grad_saved):
         grad_w_hh if need[1] else None,
         grad_b_hh if need[2] else None,
         grad_h0 if need[3] else None,
+        None,
     )
 
 
