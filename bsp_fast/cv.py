@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from bsp_fast.cli import ArgumentParser, UserError, guard
+from bsp_fast.losses import binary_focal_loss_with_logits
 
 PROG = "bsp-fast cv"
 METRIC_LIST_KEYS = ("auroc", "auprc", "recall_at_fdr10", "recall_at_fdr50")
@@ -66,13 +67,15 @@ def resolve_device(name: str) -> torch.device:
 def train_model(model: nn.Module, codes: np.ndarray, labels: np.ndarray, *, epochs: float = 10,
                 batch_size: int = 64, lr: float = 2e-3, seed: int = 0, device: torch.device | str = "cpu",
                 clip: float = 1.0, rc_augment: bool = False, max_steps: int | None = None, balance: bool = False,
-                warmup: float = 0.0, log: Callable[[str], None] | None = None) -> nn.Module:
+                warmup: float = 0.0, focal: float = 0.0, log: Callable[[str], None] | None = None) -> nn.Module:
     """Adam (learning rate ``lr``, linearly warmed up over the first ``warmup`` fraction of the updates
     (default none), then cosine-decayed to 5 % over the rest, gradient norm clipped to
     ``clip``) + binary cross-entropy on ``codes`` uint8 [n, L], ``labels`` 0/1 [n]; shuffled each epoch.
 
     ``epochs`` may be fractional; ``max_steps`` caps the number of updates; ``balance`` weighs the
-    positives' loss by n_neg / n_pos (both classes count equally). Deterministic for a given ``seed`` on CPU.
+    positives' loss by n_neg / n_pos (both classes count equally); ``focal`` > 0 is the focal loss's gamma
+    (:func:`bsp_fast.losses.binary_focal_loss_with_logits`; 0 = plain binary cross-entropy).
+    Deterministic for a given ``seed`` on CPU.
     """
     device = torch.device(device)
     model.to(device).train()
@@ -117,8 +120,7 @@ def train_model(model: nn.Module, codes: np.ndarray, labels: np.ndarray, *, epoc
                 xb = xb.to(device, non_blocking=True)
                 yb = y_all[idx].to(device, non_blocking=True)
                 logits = model(xb)  # [members, B] for an ensemble in training mode
-                loss = nn.functional.binary_cross_entropy_with_logits(logits, yb.expand_as(logits),
-                                                                      pos_weight=pos_weight)
+                loss = binary_focal_loss_with_logits(logits, yb.expand_as(logits), focal, pos_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if clip:
@@ -300,7 +302,11 @@ def build_parser() -> ArgumentParser:
                    help="fraction of the updates with a linear learning-rate warm-up (default 0; preset: its own)")
     t.add_argument("--rc-augment", action="store_true", help="random reverse-complement flips while training")
     t.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
-                   help="weigh the positives' loss by n_neg / n_pos (default off; on for --preset thesis-small)")
+                   help="weigh the positives' loss by n_neg / n_pos (default off)")
+    t.add_argument("--focal", type=float, default=None, metavar="GAMMA",
+                   help="focal loss with this gamma: less weight on examples the model already gets right, so "
+                        "rare binding-site variants keep driving training (default 0 = cross-entropy; 2 for "
+                        "--preset thesis-small)")
     t.add_argument("--kmer", type=int, default=5, help="k of the k-mer baseline (default 5; 0 = no baseline)")
     t.add_argument("--no-final", action="store_true", help="do not train the final model on all sequences")
     o = p.add_argument_group("run")
@@ -412,6 +418,9 @@ def _main(argv: Sequence[str] | None) -> int:
     lr = args.lr if args.lr is not None else (pre.train["lr"] if pre else 2e-3)
     warmup = args.warmup if args.warmup is not None else (pre.train.get("warmup", 0.0) if pre else 0.0)
     balance = args.balance if args.balance is not None else bool(pre.train.get("balance", False) if pre else False)
+    focal = args.focal if args.focal is not None else float(pre.train.get("focal", 0.0) if pre else 0.0)
+    if not 0.0 <= focal <= 10.0:
+        raise UserError(f"{PROG}: --focal must be in 0..10, got {focal:g}")
     if not 0.0 <= warmup <= 0.5:
         raise UserError(f"{PROG}: --warmup must be in 0..0.5, got {warmup}")
     if folds < 2:
@@ -435,7 +444,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         raise UserError(f"{PROG}: --out {out}: cannot create the directory ({exc.strerror})") from None
     train_kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, device=device, rc_augment=args.rc_augment,
-                    balance=balance, warmup=warmup)
+                    balance=balance, warmup=warmup, focal=focal)
     log(f"{n_pos} positive and {n_neg} negative sequences of {length} bp; model {name} {opts}; "
         f"{folds}-fold CV, {epochs:g} epochs, batch {batch_size}, lr {lr:g}, device {device}")
     res = cross_validate(codes, labels, make_model, folds=folds, seed=args.seed, kmer=args.kmer,
@@ -444,7 +453,7 @@ def _main(argv: Sequence[str] | None) -> int:
     metrics: dict[str, Any] = {k: v for k, v in net.items()}
     metrics.update({"model": name, "folds": folds, "seed": args.seed, "length": length, "data": data_info,
                     "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "warmup": warmup,
-                                 "rc_augment": bool(args.rc_augment), "balance": balance,
+                                 "rc_augment": bool(args.rc_augment), "balance": balance, "focal": focal,
                                  "device": str(device)},
                     "std": "sample standard deviation over folds (ddof=1)"})
     if "baseline" in res:
@@ -477,7 +486,7 @@ def _main(argv: Sequence[str] | None) -> int:
         train_model(final, codes, labels, seed=args.seed, **train_kw)
         save_final(final, out / "final.pt", {
             "config": {"command": "cv", "epochs": epochs, "batch_size": batch_size, "lr": lr, "warmup": warmup,
-                       "seed": args.seed,
+                       "seed": args.seed, "balance": balance, "focal": focal,
                        "rc_augment": bool(args.rc_augment)},
             "data": data_info, "length": length,
             "cv": {k: metrics[k] for k in ("auroc_mean", "auroc_std", "auprc_mean", "auprc_std")}})

@@ -127,18 +127,22 @@ def test_cv_command_end_to_end(tmp_path, capsys):
     assert "cnn: auROC" in capsys.readouterr().out
 
 
-def test_cv_preset_smoke(tmp_path):
+def test_cv_preset_smoke(tmp_path, capsys):
     out = tmp_path / "pre"
     assert cv.main(["--preset", "thesis-small", "--preset-size", "100", "--folds", "2", "--epochs", "0.5",
                     "--no-final", "--kmer", "2", "--out", str(out), "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["model"] == "bigru-small" and m["n_pos"] == 10 and m["n_neg"] == 90
     assert m["target"] == {"auroc": 0.9997, "auprc": 0.998} and "target_met" in m
-    assert m["training"]["balance"] is True  # the preset weighs its 1-in-10 positives up
+    # the preset trains with the focal loss, without weighing the positives up
+    assert m["training"]["focal"] == 2.0 and m["training"]["balance"] is False
     out2 = tmp_path / "pre2"
     assert cv.main(["--preset", "thesis-small", "--preset-size", "40", "--folds", "2", "--epochs", "0.5",
-                    "--no-final", "--kmer", "0", "--no-balance", "--out", str(out2), "--quiet"]) == 0
-    assert json.loads((out2 / "metrics.json").read_text())["training"]["balance"] is False
+                    "--no-final", "--kmer", "0", "--balance", "--focal", "0", "--out", str(out2), "--quiet"]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["training"]["balance"] is True and m2["training"]["focal"] == 0.0
+    assert cv.main(["--preset", "thesis-small", "--preset-size", "40", "--focal", "-1", "--out", str(out2)]) == 2
+    assert "--focal must be in 0..10" in capsys.readouterr().err
     from bsp_fast.seqsets import read_fasta_set
 
     assert len(read_fasta_set(out / "positives.fa")) == 10 and len(read_fasta_set(out / "negatives.fa")) == 90

@@ -52,5 +52,5 @@ def test_preset_definition():
     assert pre.model == "bigru-small"
     assert pre.target == {"auroc": 0.9997, "auprc": 0.998}
     assert pre.data["length"] == 80 and pre.data["flank"] == 20 and pre.data["positive_fraction"] == 0.1
-    assert pre.train["folds"] == 5 and pre.train["balance"] is True
+    assert pre.train["folds"] == 5 and pre.train["focal"] == 2.0 and pre.train["balance"] is False
     assert len(thesis_motifs()) == 949
