@@ -153,47 +153,41 @@ void forward_t(uintptr_t gi, uintptr_t w_hh, uintptr_t b_hh, uintptr_t h0, uintp
 }
 
 template <typename T>
-void backward_t(uintptr_t grad_y, uintptr_t grad_hn, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0, uintptr_t grad_gi,
-                uintptr_t grad_gh, uintptr_t grad_h0, uintptr_t grad_w_hh, uintptr_t grad_b_hh, int T_, int B, int H,
-                const long* st, int nthreads) {
+void backward_t(uintptr_t grad_y, uintptr_t grad_hn, uintptr_t y, uintptr_t saved, uintptr_t w_hh, uintptr_t h0,
+                uintptr_t grad_gi, uintptr_t grad_gh, uintptr_t grad_h0, uintptr_t grad_w_hh, uintptr_t grad_b_hh,
+                int T_, int B, int H, const long* st, int nthreads) {
   BwdArgs<T> a{reinterpret_cast<const T*>(grad_y), reinterpret_cast<const T*>(grad_hn),
                reinterpret_cast<const T*>(y),      reinterpret_cast<const T*>(saved),
                reinterpret_cast<const T*>(w_hh),   reinterpret_cast<const T*>(h0), reinterpret_cast<T*>(grad_gi),
                reinterpret_cast<T*>(grad_gh),      reinterpret_cast<T*>(grad_h0), nullptr, nullptr, T_, B, H,
                st[0], st[1], st[2], st[3]};
   const int ntiles = tiles_for(B, nthreads);
-  // weight gradients: one slot per (tile, direction); with one tile the slots are the outputs
+  const long w = 3L * H * H, b = 3L * H;
+  // weight gradients: one slot per (tile, direction), slot 2 * tile + d; with one tile the outputs
+  // themselves are the slots, else they are summed over the tiles below
   std::vector<T> parts;
   if (grad_w_hh) {
     if (ntiles == 1) {
       a.dw_part = reinterpret_cast<T*>(grad_w_hh);
       a.db_part = reinterpret_cast<T*>(grad_b_hh);
     } else {
-      const size_t w = (size_t)3 * H * H, b = (size_t)3 * H;
       parts.assign((size_t)2 * ntiles * (w + b), T(0));
       a.dw_part = parts.data();
-      a.db_part = parts.data() + (size_t)2 * ntiles * w;
+      a.db_part = parts.data() + 2 * ntiles * w;
     }
   }
-  run_tasks(B, nthreads, [&](int d, int tile, int b0, int b1) {
-    call_backward(a, d, b0, b1, ntiles == 1 ? d : 2 * tile + d);
-  });
+  run_tasks(B, nthreads, [&](int d, int tile, int b0, int b1) { call_backward(a, d, b0, b1, 2 * tile + d); });
   if (grad_w_hh && ntiles > 1) {
-    const long w = 3L * H * H, b = 3L * H;
-    T* dw = reinterpret_cast<T*>(grad_w_hh);
-    T* db = reinterpret_cast<T*>(grad_b_hh);
-    for (int d = 0; d < 2; ++d) {
-      for (long i = 0; i < w; ++i) {
-        T acc = T(0);
-        for (int tile = 0; tile < ntiles; ++tile) acc += a.dw_part[(2 * tile + d) * w + i];
-        dw[d * w + i] = acc;
-      }
-      for (long i = 0; i < b; ++i) {
-        T acc = T(0);
-        for (int tile = 0; tile < ntiles; ++tile) acc += a.db_part[(2 * tile + d) * b + i];
-        db[d * b + i] = acc;
-      }
-    }
+    auto sum_tiles = [&](const T* slots, long n, T* out) {
+      for (int d = 0; d < 2; ++d)
+        for (long i = 0; i < n; ++i) {
+          T acc = T(0);
+          for (int tile = 0; tile < ntiles; ++tile) acc += slots[(2 * tile + d) * n + i];
+          out[d * n + i] = acc;
+        }
+    };
+    sum_tiles(a.dw_part, w, reinterpret_cast<T*>(grad_w_hh));
+    sum_tiles(a.db_part, b, reinterpret_cast<T*>(grad_b_hh));
   }
 }
 
@@ -324,9 +318,9 @@ PYBIND11_MODULE(_gru_cpu, m) {
         py::arg("is_double"), py::arg("num_threads"),
         "y[T,B,2H] (rows at element strides y_st, y_sb; 0, 0 = contiguous) and saved[T,B,8H] (saved may be 0 "
         "to skip keeping the gates) from gi[T,B,6H], w_hh[2,3H,H], b_hh[2,3H], h0[2,B,H]; all C-contiguous.");
-  m.def("backward", &backward, py::arg("grad_y"), py::arg("grad_hn"), py::arg("y"), py::arg("saved"), py::arg("w_hh"), py::arg("h0"),
-        py::arg("grad_gi"), py::arg("grad_gh"), py::arg("grad_h0"), py::arg("grad_w_hh"), py::arg("grad_b_hh"),
-        py::arg("T"), py::arg("B"), py::arg("H"), py::arg("y_st"), py::arg("y_sb"), py::arg("gy_st"),
+  m.def("backward", &backward, py::arg("grad_y"), py::arg("grad_hn"), py::arg("y"), py::arg("saved"),
+        py::arg("w_hh"), py::arg("h0"), py::arg("grad_gi"), py::arg("grad_gh"), py::arg("grad_h0"),
+        py::arg("grad_w_hh"), py::arg("grad_b_hh"), py::arg("T"), py::arg("B"), py::arg("H"), py::arg("y_st"), py::arg("y_sb"), py::arg("gy_st"),
         py::arg("gy_sb"), py::arg("is_double"), py::arg("num_threads"),
         "grad_gi[T,B,6H], grad_h0[2,B,H], and grad_gh[T,B,6H] and/or grad_w_hh[2,3H,H] + grad_b_hh[2,3H] "
         "(either may be 0 = not computed) from grad_y[T,B,2H], grad_hn[2,B,H] (0 = none), y, saved, w_hh, h0; "
