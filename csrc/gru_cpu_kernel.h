@@ -124,19 +124,25 @@ struct Act<double> {
 
 // ---- packing and GEMM ----------------------------------------------------------------------
 
-// Bp[p][k][NR] = B[k][p*NR + j], zero for columns >= N. B given by element strides (rs, cs).
+// Bp[p][k][NR] = B[k][p*NR + j], zero for columns >= N. B given by element strides (rs, cs);
+// contiguous rows (cs == 1, e.g. the per-step h_prev of the weight gradient) are copied row-wise.
 template <typename T>
 void pack_b(const T* B, long rs, long cs, int K, int N, T* Bp) {
   constexpr int NR = Simd<T>::NR;
   const int np = (N + NR - 1) / NR;
-  for (int p = 0; p < np; ++p)
+  for (int p = 0; p < np; ++p) {
+    const int n = std::min(NR, N - p * NR);
     for (int k = 0; k < K; ++k) {
       T* dst = Bp + ((long)p * K + k) * NR;
-      for (int j = 0; j < NR; ++j) {
-        const int c = p * NR + j;
-        dst[j] = c < N ? B[k * rs + (long)c * cs] : T(0);
+      const T* src = B + k * rs + (long)p * NR * cs;
+      if (cs == 1) {
+        std::memcpy(dst, src, sizeof(T) * n);
+      } else {
+        for (int j = 0; j < n; ++j) dst[j] = src[(long)j * cs];
       }
+      for (int j = n; j < NR; ++j) dst[j] = T(0);
     }
+  }
 }
 
 // C[M x NR] (+)= A[M x K] @ panel[K x NR]; C has row stride ldc (padded, full NR columns valid).
@@ -203,21 +209,6 @@ void gemm(const T* A, long lda, int M, int K, const T* Bp, int np, T* C, long ld
           if (rem == 7) micro<T, 7, ACC, TA>(Ai, lda, panel, K, Ci, ldc);
         }
         break;
-    }
-  }
-}
-
-// pack_b for a row-major B (rows K with stride rs, contiguous columns): whole-row copies per panel.
-template <typename T>
-void pack_rows(const T* B, long rs, int K, int N, T* Bp) {
-  constexpr int NR = Simd<T>::NR;
-  const int np = (N + NR - 1) / NR;
-  for (int p = 0; p < np; ++p) {
-    const int n = std::min(NR, N - p * NR);
-    for (int k = 0; k < K; ++k) {
-      T* dst = Bp + ((long)p * K + k) * NR;
-      std::memcpy(dst, B + k * rs + (long)p * NR, sizeof(T) * n);
-      for (int j = n; j < NR; ++j) dst[j] = T(0);
     }
   }
 }
@@ -312,10 +303,10 @@ void forward_task_impl(const FwdArgs<T>& a, int d, int b0, int b1) {
 
 // Per step t (in the direction's reverse order), for rows b0..b1:
 //   the gate gradients dr, dz, dn from dh = grad_y[t] + carry -> grad_gi[t] (carry starts as
-//   grad_hn, else zero); g = [dr, dz, dn * r]
-//   (grad_gh[t]); carry = z * dh + g @ W_hh (dL/dh_prev); and, with dw_part, the recurrent weight and
-//   bias gradients dW_hh += g^T @ h_prev, db_hh += sum of g's rows, accumulated here from the step's
-//   rows while they are in cache (then grad_gh need not be written at all).
+//   grad_hn, else zero); g = [dr, dz, dn * r] (grad_gh[t]); carry = z * dh + g @ W_hh
+//   (dL/dh_prev); and, with dw_part, the recurrent weight and bias gradients dW_hh += g^T @ h_prev,
+//   db_hh += sum of g's rows, accumulated here from the step's rows while they are in cache (then
+//   grad_gh need not be written at all).
 template <typename T>
 void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1, int slot) {
   typedef typename Act<T>::V V;
@@ -393,7 +384,7 @@ void backward_task_impl(const BwdArgs<T>& a, int d, int b0, int b1, int slot) {
     // carry = z * dh + g @ W_hh
     gemm<T, true>(G, ldg, M, N3, Wp, np, carry, ldc);
     if (wgrad) {
-      pack_rows<T>(hp, ldh, M, H, hpack);
+      pack_b<T>(hp, ldh, 1, M, H, hpack);
       gemm<T, true, true>(G, ldg, N3, M, hpack, np, dw, ldc);
       if ((s + 1) % block == 0 || s + 1 == T_) flush();
     }
