@@ -389,3 +389,34 @@ def test_buffer_pool_never_overwrites_live_tensors():
     fused.zero_grad()
     out2 = fused(xs[0])[0]
     torch.testing.assert_close(out2, outs[0][0], rtol=0, atol=0)
+
+
+def test_cuda_glue_of_the_new_ops_on_a_stand_in_backend(monkeypatch):
+    """The CUDA registrations of bigru_backward_weights and of batch_major are torch code around the
+    CUDA backend (fold grad_hn, backward, recurrent_weight_grads; copy into the batch-major layout).
+    Run that glue here with the CPU kernels standing in for the CUDA backend (same contract), and
+    hold it to the CPU registrations: this checks the glue, not the CUDA kernels."""
+    import bsp_fast.gru.op as op
+
+    class StandIn:
+        forward = staticmethod(cpu_backend.forward)
+        backward = staticmethod(cpu_backend.backward)
+
+    monkeypatch.setattr(op, "_cuda_backend", lambda: StandIn)
+    T, B, H = 9, 5, 6
+    gi, w_hh, b_hh, h0 = _inputs(T, B, H, dtype=torch.float64, seed=21)
+    for batch_major in (False, True):
+        y, hn, saved = op._forward_cuda(gi, w_hh, b_hh, h0, batch_major)
+        ey, ehn, esaved = op._forward_cpu(gi, w_hh, b_hh, h0, batch_major)
+        assert y.stride() == ey.stride()
+        for a, b in ((y, ey), (hn, ehn), (saved, esaved)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        yi = op._forward_inference_cuda(gi, w_hh, b_hh, h0, batch_major)
+        assert yi.stride() == ey.stride()
+        torch.testing.assert_close(yi, ey, rtol=0, atol=0)
+        gy = torch.randn(B, T, 2 * H, dtype=torch.float64).transpose(0, 1)
+        for ghn in (None, torch.randn_like(h0)):
+            got = op._backward_weights_cuda(gy, ghn, y, saved, w_hh, h0)
+            want = op._backward_weights_cpu(gy, ghn, ey, esaved, w_hh, h0)
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b)
