@@ -290,7 +290,8 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--hidden-size", type=int, help="GRU hidden size (bigru 128, bigru-small 32, hybrid 64)")
     m.add_argument("--dense", type=int, help="dense layer width (cnn 32, hybrid 64)")
     m.add_argument("--dropout", type=float, help="drop probability (default 0.1)")
-    m.add_argument("--members", type=int, help="an ensemble of this many models, trained side by side (default 1)")
+    m.add_argument("--members", type=int,
+                   help="an ensemble of this many models, trained side by side (default 1; preset: 3)")
     m.add_argument("--flank", type=int, default=None,
                    help="bases at each end read only as context (default 0: the whole sequence is the region)")
     t = p.add_argument_group("training")
