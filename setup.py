@@ -155,8 +155,8 @@ def extensions() -> list[Extension]:
             Extension(
                 "bsp_fast._gru_cuda",
                 sources=[*cu_sources, *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cuda*.cpp"))],
-                depends=sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cuda*.[hc]*")
-                               if p.suffix in (".h", ".cuh")),
+                depends=sorted(str(p.relative_to(ROOT)) for pat in ("gru_cuda*.h", "gru_cuda*.cuh")
+                               for p in (ROOT / "csrc").glob(pat)),
                 include_dirs=[pybind11.get_include(), "csrc", str(cuda_home / "include")],
                 library_dirs=libdirs,
                 # Static cudart: the module loads on machines without a GPU and needs no CUDA libs.

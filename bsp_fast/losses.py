@@ -23,11 +23,12 @@ def binary_focal_loss_with_logits(logits: Tensor, target: Tensor, gamma: float =
     if gamma < 0:
         raise ValueError(f"focal loss: gamma must be >= 0, got {gamma}")
     target = target.to(logits.dtype)
+    if pos_weight is not None:
+        pos_weight = torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
     if gamma == 0:
-        pw = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
-        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
     log_pt = target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)
     loss = (-torch.expm1(log_pt)).pow(gamma) * -log_pt  # (1 - p_t) ** gamma * -log p_t
     if pos_weight is not None:
-        loss = loss * (1 + (torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device) - 1) * target)
+        loss = loss * (1 + (pos_weight - 1) * target)
     return loss.mean()

@@ -62,12 +62,14 @@ def clear_buffer_pool() -> None:
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, stride: tuple[int, ...] | None = None) -> Tensor:
-    """torch.empty(shape, dtype=dtype) on CPU (or empty_strided with ``stride``, which must describe a
-    dense layout: a permutation of the contiguous one), from the recycling pool when large."""
+    """torch.empty_strided(shape, stride) on CPU (default: contiguous; ``stride`` must describe a
+    dense layout, a permutation of the contiguous one), from the recycling pool when large."""
     global _pool_bytes
+    if stride is None:
+        stride = tuple(math.prod(shape[i + 1:]) for i in range(len(shape)))
     nbytes = math.prod(shape) * dtype.itemsize
     if not _POOL_ENABLED or nbytes < _POOL_MIN_BYTES:
-        return torch.empty(shape, dtype=dtype) if stride is None else torch.empty_strided(shape, stride, dtype=dtype)
+        return torch.empty_strided(shape, stride, dtype=dtype)
     with _pool_lock:
         entries = _pool.setdefault(nbytes, [])
         storage = next((s for s in entries if not _in_use(s)), None)
@@ -78,14 +80,11 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype, stride: tuple[int, ...] |
                     free = [s for s in lst if not _in_use(s)]
                     _pool_bytes -= size * len(free)
                     lst[:] = [s for s in lst if _in_use(s)]
-                if stride is None:
-                    return torch.empty(shape, dtype=dtype)
                 return torch.empty_strided(shape, stride, dtype=dtype)
             storage = torch.UntypedStorage(nbytes)
             entries.append(storage)
             _pool_bytes += nbytes
-        out = torch.empty(0, dtype=dtype)
-        return out.set_(storage, 0, shape) if stride is None else out.set_(storage, 0, shape, stride)
+        return torch.empty(0, dtype=dtype).set_(storage, 0, shape, stride)
 
 
 def y_buffer(T: int, B: int, H: int, dtype: torch.dtype, batch_major: bool = False) -> Tensor:
@@ -148,19 +147,34 @@ def forward_inference(gi: Tensor, w_hh: Tensor, b_hh: Tensor, h0: Tensor, batch_
     return y
 
 
-def backward(grad_y: Tensor, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _backward(grad_y: Tensor, grad_hn: Tensor | None, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor,
+              weights: bool) -> tuple[Tensor, ...]:
+    """The kernel's backward: (grad_gi, grad_h0) and either grad_gh (weights False) or the recurrent
+    weight and bias gradients summed in the kernel (weights True: grad_gh never written)."""
     T, B, H = y.shape[0], y.shape[1], w_hh.shape[-1]
     (grad_y, gst, gsb), (y, yst, ysb) = _rows(grad_y), _rows(y)
     saved, w_hh, h0 = _c(saved), _c(w_hh), _c(h0)
+    grad_hn = _c(grad_hn) if grad_hn is not None else None
     grad_gi = _empty((T, B, 6 * H), y.dtype)
-    grad_gh = _empty((T, B, 6 * H), y.dtype)
     grad_h0 = y.new_empty(2, B, H)
+    if weights:
+        grad_gh, grad_w_hh, grad_b_hh = None, y.new_empty(2, 3 * H, H), y.new_empty(2, 3 * H)
+    else:
+        grad_gh, grad_w_hh, grad_b_hh = _empty((T, B, 6 * H), y.dtype), None, None
+
+    def ptr(t: Tensor | None) -> int:
+        return 0 if t is None else t.data_ptr()
+
     _lib().backward(
-        grad_y.data_ptr(), 0, y.data_ptr(), saved.data_ptr(), w_hh.data_ptr(), h0.data_ptr(),
-        grad_gi.data_ptr(), grad_gh.data_ptr(), grad_h0.data_ptr(), 0, 0,
-        T, B, H, yst, ysb, gst, gsb, y.dtype == torch.float64, torch.get_num_threads(),
+        ptr(grad_y), ptr(grad_hn), ptr(y), ptr(saved), ptr(w_hh), ptr(h0), ptr(grad_gi), ptr(grad_gh), ptr(grad_h0),
+        ptr(grad_w_hh), ptr(grad_b_hh), T, B, H, yst, ysb, gst, gsb, y.dtype == torch.float64, torch.get_num_threads(),
     )
-    return grad_gi, grad_gh, grad_h0
+    return (grad_gi, grad_w_hh, grad_b_hh, grad_h0) if weights else (grad_gi, grad_gh, grad_h0)
+
+
+def backward(grad_y: Tensor, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """-> (grad_gi [T,B,6H], grad_gh [T,B,6H], grad_h0 [2,B,H]); see docs/contracts.md."""
+    return _backward(grad_y, None, y, saved, w_hh, h0, weights=False)
 
 
 def backward_weights(grad_y: Tensor, grad_hn: Tensor | None, y: Tensor, saved: Tensor, w_hh: Tensor, h0: Tensor
@@ -168,20 +182,7 @@ def backward_weights(grad_y: Tensor, grad_hn: Tensor | None, y: Tensor, saved: T
     """-> (grad_gi [T,B,6H], grad_w_hh [2,3H,H], grad_b_hh [2,3H], grad_h0 [2,B,H]). The kernel
     accumulates the recurrent weight and bias gradients step by step (grad_gh is never written) and
     starts each direction's backward recurrence from grad_hn [2,B,H] (None: zero)."""
-    T, B, H = y.shape[0], y.shape[1], w_hh.shape[-1]
-    (grad_y, gst, gsb), (y, yst, ysb) = _rows(grad_y), _rows(y)
-    saved, w_hh, h0 = _c(saved), _c(w_hh), _c(h0)
-    grad_hn = _c(grad_hn) if grad_hn is not None else None
-    grad_gi = _empty((T, B, 6 * H), y.dtype)
-    grad_h0 = y.new_empty(2, B, H)
-    grad_w_hh = y.new_empty(2, 3 * H, H)
-    grad_b_hh = y.new_empty(2, 3 * H)
-    _lib().backward(
-        grad_y.data_ptr(), 0 if grad_hn is None else grad_hn.data_ptr(), y.data_ptr(), saved.data_ptr(),
-        w_hh.data_ptr(), h0.data_ptr(), grad_gi.data_ptr(), 0, grad_h0.data_ptr(), grad_w_hh.data_ptr(),
-        grad_b_hh.data_ptr(), T, B, H, yst, ysb, gst, gsb, y.dtype == torch.float64, torch.get_num_threads(),
-    )
-    return grad_gi, grad_w_hh, grad_b_hh, grad_h0
+    return _backward(grad_y, grad_hn, y, saved, w_hh, h0, weights=True)
 
 
 def table_grad(codes: Tensor, grad: Tensor, rows: int) -> Tensor:
