@@ -1,9 +1,13 @@
 """Build the compiled parts of bsp_fast.
 
-- ``bsp_fast._gru_cpu``   pybind11 C++ module (csrc/gru_cpu*.cpp): the fused bi-GRU recurrence on CPU.
-- ``bsp_fast.data._codec`` Cython module: FASTA encoding and window / one-hot extraction.
-- ``bsp_fast._gru_cuda``  pybind11 + CUDA module (csrc/*.cu), only where nvcc is found.
+- ``bsp_fast_gru_cpu``   pybind11 C++ module (csrc/gru_cpu*.cpp): the fused bi-GRU recurrence on CPU.
+- ``bsp_fast_codec``     Cython module (csrc/bsp_fast_codec.pyx): FASTA encoding, window / one-hot
+                         extraction, label parsing.
+- ``bsp_fast_gru_cuda``  pybind11 + CUDA module (csrc/*.cu), only where nvcc is found.
 
+They are top-level modules beside the package, not inside it, so that a checkout's ``bsp_fast/``
+shadowing the installed package (``python -m`` in the checkout's root) still finds them; each
+records the hash of its sources (``source_hash``), checked by bsp_fast/_native.py in a checkout.
 None of them links libtorch: they take raw pointers, shapes and (for CUDA) a stream handle, so one
 build serves any torch version and the build never imports torch.
 
@@ -103,39 +107,48 @@ class BuildExt(build_ext):
             self.compiler._compile = default_compile
 
 
+def _hash_macro(name: str) -> tuple[str, str]:
+    # spawned without a shell, so the quotes reach the compiler: a string literal
+    return ("BSP_FAST_SRC_HASH", f'"{build_support.source_hash(name, ROOT)}"')
+
+
+def _files(name: str, suffixes: tuple[str, ...]) -> list[str]:
+    return [str(p) for p in build_support.native_files(name, ROOT) if p.suffix in suffixes]
+
+
 def extensions() -> list[Extension]:
     exts: list[Extension] = []
-    cpu_sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cpu*.cpp"))
     exts.append(
         Extension(
-            "bsp_fast._gru_cpu",
-            sources=cpu_sources,
+            "bsp_fast_gru_cpu",
+            sources=_files("bsp_fast_gru_cpu", (".cpp",)),
             # headers too: an in-place rebuild after a change to the kernel header alone must recompile
-            depends=sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cpu*.h")),
+            depends=_files("bsp_fast_gru_cpu", (".h",)),
+            define_macros=[_hash_macro("bsp_fast_gru_cpu")],
             include_dirs=[pybind11.get_include(), "csrc"],
             language="c++",
             extra_compile_args=_cpu_flags() + _openmp_flags(),
             extra_link_args=["-pthread", *_openmp_flags()],
         )
     )
-    if (ROOT / "bsp_fast/data/_codec.pyx").exists():
+    if (ROOT / "csrc/bsp_fast_codec.pyx").exists():
         exts += cythonize(
             [
                 Extension(
-                    "bsp_fast.data._codec",
-                    sources=["bsp_fast/data/_codec.pyx"],
+                    "bsp_fast_codec",
+                    sources=["csrc/bsp_fast_codec.pyx"],
                     include_dirs=[np.get_include()],
                     language="c++",
                     extra_compile_args=_cpu_flags(),
                     extra_link_args=["-pthread"],
-                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), _hash_macro("bsp_fast_codec")],
                 )
             ],
             compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
             quiet=True,
         )
     nvcc = find_nvcc()
-    cu_sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cu"))
+    cu_sources = _files("bsp_fast_gru_cuda", (".cu",))
     if nvcc and cu_sources:
         cuda_home = Path(nvcc).resolve().parent.parent
         if not (cuda_home / "include" / "cuda_runtime.h").exists():
@@ -153,10 +166,10 @@ def extensions() -> list[Extension]:
         libdirs = [str(cuda_home / d) for d in ("lib64", "lib", "targets/x86_64-linux/lib") if (cuda_home / d).exists()]
         exts.append(
             Extension(
-                "bsp_fast._gru_cuda",
-                sources=[*cu_sources, *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("gru_cuda*.cpp"))],
-                depends=sorted(str(p.relative_to(ROOT)) for pat in ("gru_cuda*.h", "gru_cuda*.cuh")
-                               for p in (ROOT / "csrc").glob(pat)),
+                "bsp_fast_gru_cuda",
+                sources=[*cu_sources, *_files("bsp_fast_gru_cuda", (".cpp",))],
+                depends=_files("bsp_fast_gru_cuda", (".h", ".cuh")),
+                define_macros=[_hash_macro("bsp_fast_gru_cuda")],
                 include_dirs=[pybind11.get_include(), "csrc", str(cuda_home / "include")],
                 library_dirs=libdirs,
                 # Static cudart: the module loads on machines without a GPU and needs no CUDA libs.

@@ -170,7 +170,7 @@ def _write_results():
     except Exception as exc:
         meta["bf16_cudnn"] = {"error": repr(exc)}
     try:
-        from bsp_fast import _gru_cuda
+        import bsp_fast_gru_cuda as _gru_cuda
 
         meta["gru_cuda_runtime"] = _gru_cuda.runtime_version()
         meta["driver"] = _gru_cuda.driver_version()

@@ -220,7 +220,7 @@ def test_pyfaidx_default_onehot(benchmark, setup):
 
 def test_encode_kernel(benchmark, setup):
     """The Cython FASTA encoder alone on 16 MB of in-memory 60-column FASTA lines (MB/s)."""
-    from bsp_fast.data import _codec
+    import bsp_fast_codec as _codec
 
     with open(setup["fasta"], "rb") as f:
         f.readline()

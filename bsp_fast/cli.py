@@ -4,7 +4,9 @@ Commands: train, predict, evaluate, cv, motifs, explain, gradients — each is
 ``bsp_fast.<command>.main(argv) -> int``.
 
 User mistakes raise :class:`UserError`; :func:`guard` turns them into one line on stderr and
-exit status 2 (no traceback).
+exit status 2 (no traceback). :func:`guard` also loads the compiled modules before the command
+starts, so a broken install fails at once with one line naming the module and how to build it
+(never minutes later, never as a silent fall-back to a slow reference).
 """
 
 from __future__ import annotations
@@ -36,10 +38,20 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see --help)")
 
 
-def guard(prog: str, fn: Callable[[], int]) -> int:
-    """Run ``fn``; UserError -> one line on stderr and 2; SystemExit from --help -> its code."""
+def guard(prog: str, fn: Callable[[], int], native: bool = True) -> int:
+    """Run ``fn``; UserError -> one line on stderr and 2; SystemExit from --help -> its code.
+
+    ``native``: load the compiled modules first (a missing one: one line, exit 2).
+    """
+    from bsp_fast import _native
+
     try:
+        if native:
+            _native.require()
         return int(fn() or 0)
+    except _native.NativeModuleMissing as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     except UserError as exc:
         msg = str(exc)
         print(msg if msg.startswith(prog) else f"{prog}: error: {msg}", file=sys.stderr)

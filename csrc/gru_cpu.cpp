@@ -1,4 +1,4 @@
-// bsp_fast._gru_cpu: the fused bidirectional GRU recurrence on CPU (pybind11, no libtorch).
+// bsp_fast_gru_cpu: the fused bidirectional GRU recurrence on CPU (pybind11, no libtorch).
 //
 // Python (bsp_fast/gru/cpu_backend.py) allocates every tensor with torch and passes raw data
 // pointers (ints), the sizes, the dtype and the thread count (torch.get_num_threads()). The work
@@ -139,7 +139,7 @@ void run_tasks(int B, int nthreads, Fn fn) {
 
 void check_sizes(int T, int B, int H) {
   if (T <= 0 || B <= 0 || H <= 0)
-    throw std::invalid_argument("bsp_fast._gru_cpu: T, B and H must be positive, got T=" + std::to_string(T) +
+    throw std::invalid_argument("bsp_fast_gru_cpu: T, B and H must be positive, got T=" + std::to_string(T) +
                                 " B=" + std::to_string(B) + " H=" + std::to_string(H));
 }
 
@@ -201,7 +201,7 @@ void check_strides(const char* name, long& st, long& sb, int T, int B, int H) {
   // rows must not overlap: one of the two strides steps over the other's whole extent
   const bool ok = st >= 2L * H && sb >= 2L * H && (st >= sb * B || sb >= st * T);
   if (!ok)
-    throw std::invalid_argument(std::string("bsp_fast._gru_cpu: ") + name + " row strides (" + std::to_string(st) +
+    throw std::invalid_argument(std::string("bsp_fast_gru_cpu: ") + name + " row strides (" + std::to_string(st) +
                                 ", " + std::to_string(sb) + ") overlap for T=" + std::to_string(T) + " B=" +
                                 std::to_string(B) + " H=" + std::to_string(H));
 }
@@ -223,11 +223,11 @@ void backward(uintptr_t grad_y, uintptr_t grad_hn, uintptr_t y, uintptr_t saved,
   check_sizes(T_, B, H);
   check_strides("y", y_st, y_sb, T_, B, H);
   check_strides("grad_y", gy_st, gy_sb, T_, B, H);
-  if (!saved) throw std::invalid_argument("bsp_fast._gru_cpu.backward: saved gates are required");
+  if (!saved) throw std::invalid_argument("bsp_fast_gru_cpu.backward: saved gates are required");
   if (!grad_w_hh != !grad_b_hh)
-    throw std::invalid_argument("bsp_fast._gru_cpu.backward: grad_w_hh and grad_b_hh go together");
+    throw std::invalid_argument("bsp_fast_gru_cpu.backward: grad_w_hh and grad_b_hh go together");
   if (!grad_gh && !grad_w_hh)
-    throw std::invalid_argument("bsp_fast._gru_cpu.backward: needs grad_gh or grad_w_hh / grad_b_hh");
+    throw std::invalid_argument("bsp_fast_gru_cpu.backward: needs grad_gh or grad_w_hh / grad_b_hh");
   const long st[4] = {y_st, y_sb, gy_st, gy_sb};
   py::gil_scoped_release release;
   if (is_double)
@@ -309,10 +309,16 @@ bool tune_malloc(long mmap_threshold, long trim_threshold, long top_pad) {
 
 }  // namespace
 
-PYBIND11_MODULE(_gru_cpu, m) {
+#ifndef BSP_FAST_SRC_HASH
+#define BSP_FAST_SRC_HASH "unknown"
+#endif
+
+PYBIND11_MODULE(bsp_fast_gru_cpu, m) {
   m.doc() =
       "Fused bidirectional GRU recurrence on CPU (raw pointers; tensors are allocated by torch in "
       "bsp_fast/gru/cpu_backend.py). Layouts: docs/contracts.md.";
+  // build_support.source_hash of the sources this was built from (bsp_fast._native checks it)
+  m.attr("source_hash") = BSP_FAST_SRC_HASH;
   m.def("forward", &forward, py::arg("gi"), py::arg("w_hh"), py::arg("b_hh"), py::arg("h0"), py::arg("y"),
         py::arg("saved"), py::arg("T"), py::arg("B"), py::arg("H"), py::arg("y_st"), py::arg("y_sb"),
         py::arg("is_double"), py::arg("num_threads"),

@@ -1,4 +1,4 @@
-// pybind11 front of the CUDA bi-GRU recurrence (bsp_fast._gru_cuda). No libtorch, no CUDA headers:
+// pybind11 front of the CUDA bi-GRU recurrence (bsp_fast_gru_cuda). No libtorch, no CUDA headers:
 // pointers, shapes and the stream arrive as integers from bsp_fast/gru/cuda_backend.py, which
 // allocates every tensor with torch. Importing the module never touches the GPU.
 #include <pybind11/pybind11.h>
@@ -30,13 +30,18 @@ py::dict plan_dict(const Plan& p) {
 }
 
 void check(const std::string& err) {
-  if (!err.empty()) throw std::runtime_error("bsp_fast._gru_cuda: " + err);
+  if (!err.empty()) throw std::runtime_error("bsp_fast_gru_cuda: " + err);
 }
 
 }  // namespace
 
-PYBIND11_MODULE(_gru_cuda, m) {
+#ifndef BSP_FAST_SRC_HASH
+#define BSP_FAST_SRC_HASH "unknown"
+#endif
+
+PYBIND11_MODULE(bsp_fast_gru_cuda, m) {
   m.doc() = "Fused bidirectional GRU recurrence on CUDA (raw pointers; see bsp_fast/gru/cuda_backend.py)";
+  m.attr("source_hash") = BSP_FAST_SRC_HASH;  // build_support.source_hash of its sources
   m.attr("MODE_F32") = static_cast<int>(kF32);
   m.attr("MODE_BF16") = static_cast<int>(kBF16);
   m.attr("MODE_F64") = static_cast<int>(kF64);

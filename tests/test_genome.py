@@ -157,8 +157,7 @@ def test_killed_encode_leaves_no_valid_cache(tmp_path, records, monkeypatch):
         raise KeyboardInterrupt
 
     os.remove(d / "index.json")
-    monkeypatch.setattr(fasta, "encode_block_ref", boom)
-    monkeypatch.setattr(fasta, "_codec", None)
+    monkeypatch.setattr(fasta, "_encoder", lambda use_ref: boom)
     with pytest.raises(KeyboardInterrupt):
         Genome(fa, cache_dir=tmp_path / "cache")
     assert sorted(p.name for p in d.iterdir()) == [".lock", "codes.u8"]  # no index -> not valid
@@ -249,11 +248,11 @@ def test_sigkill_mid_encode(tmp_path, records):
     child = (
         "import time, bsp_fast.data.fasta as f\n"
         "f.CHUNK = 64\n"
-        "real = f._codec.encode_block\n"
+        "real = f._encoder(False)\n"
         "def slow(*a):\n"
         "    time.sleep(0.01)\n"
         "    return real(*a)\n"
-        "f._codec = type('C', (), {'encode_block': staticmethod(slow)})\n"
+        "f._encoder = lambda use_ref: slow\n"
         f"from bsp_fast.data import Genome\nGenome({str(fa)!r}, cache_dir={str(tmp_path / 'cache')!r})\n"
     )
     p = subprocess.Popen([sys.executable, "-c", child], cwd=tmp_path)  # not the checkout: import the installed package

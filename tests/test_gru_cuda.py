@@ -32,7 +32,7 @@ def _no_tf32():
 def cb():
     from bsp_fast.gru import cuda_backend
 
-    assert cuda_backend.available(), "bsp_fast._gru_cuda is not built or no GPU"
+    assert cuda_backend.available(), "bsp_fast_gru_cuda is not built or no GPU"
     return cuda_backend
 
 

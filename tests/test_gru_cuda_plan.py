@@ -1,6 +1,6 @@
 """Launch layouts of the CUDA bi-GRU kernels for several device profiles (no GPU needed).
 
-``bsp_fast._gru_cuda.plan_for`` runs the host-side planner of csrc/gru_cuda.cu for a hypothetical
+``bsp_fast_gru_cuda.plan_for`` runs the host-side planner of csrc/gru_cuda.cu for a hypothetical
 device (SM count, opt-in shared memory per block). Skipped where the CUDA module is not built.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-ext = pytest.importorskip("bsp_fast._gru_cuda", reason="bsp_fast._gru_cuda not built (no nvcc)")
+ext = pytest.importorskip("bsp_fast_gru_cuda", reason="bsp_fast_gru_cuda not built (no nvcc)")
 
 # (name, SMs, cudaDevAttrMaxSharedMemoryPerBlockOptin)
 DEVICES = [("H100", 132, 232448), ("A100", 108, 166912), ("RTX-sm86", 84, 101376), ("L4-sm89", 58, 101376)]

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from bsp_fast import _gru_cpu
+import bsp_fast_gru_cpu as _gru_cpu
 from bsp_fast.gru import (
     FusedBiGRU,
     bigru_backward,
@@ -327,7 +327,7 @@ def test_interleaved_with_torch_ops_two_threads_no_hang(tmp_path):
 @pytest.mark.parametrize("torch_first", [True, False])
 def test_one_openmp_runtime_shared_with_torch(tmp_path, torch_first):
     """The kernel's OpenMP (if built with it) is torch's: one OpenMP library mapped, whatever the import order."""
-    imports = "import torch\nimport bsp_fast._gru_cpu" if torch_first else "import bsp_fast._gru_cpu\nimport torch"
+    imports = "import torch\nimport bsp_fast_gru_cpu" if torch_first else "import bsp_fast_gru_cpu\nimport torch"
     code = imports + textwrap.dedent(
         """
         import os

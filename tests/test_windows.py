@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bsp_fast.data import _codec
+import bsp_fast_codec as _codec
 from bsp_fast.data.fasta import encode_block_ref
 from bsp_fast.data.windows import codes_ref, extract_codes, extract_one_hot, one_hot_ref
 
@@ -152,7 +152,7 @@ def test_bad_ids_rejected_and_larger_out_buffer():
                                      ("one_hot_into", np.zeros((3, 10, 4), np.float32))])
 def test_kernel_entry_points_check_their_rows(fn, out):
     """The Cython entry points refuse arrays that do not cover the batch, and row ranges outside it."""
-    from bsp_fast.data import _codec
+    import bsp_fast_codec as _codec
 
     f = getattr(_codec, fn)
     data, offsets, lengths = np.zeros(100, np.uint8), np.array([0]), np.array([100])

@@ -18,10 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    from bsp_fast.data import _codec
-except ImportError:  # pragma: no cover
-    _codec = None
+from bsp_fast import _native
 
 CHUNK = 16 << 20
 
@@ -47,7 +44,7 @@ def require_file(path) -> Path:
 
 
 def encode_block_ref(buf, pos: int, end: int, out: np.ndarray, at_line_start: bool):
-    """NumPy reference of ``_codec.encode_block`` (same arguments and return value)."""
+    """NumPy reference of ``bsp_fast_codec.encode_block`` (same arguments and return value)."""
     arr = np.frombuffer(buf, dtype=np.uint8)[pos:end]
     v = _REF_TABLE[arr]
     nlmask = arr == 10
@@ -102,13 +99,18 @@ def _line_text(buf, pos: int, n: int, limit: int = 60) -> str:
     return s + ("..." if end > pos + limit else "")
 
 
+def _encoder(use_ref: bool):
+    # the reference only when asked for (tests): a missing build is an error, not a slow path
+    return encode_block_ref if use_ref else _native.load("bsp_fast_codec").encode_block
+
+
 def encode_fasta(path, sink, use_ref: bool = False) -> list[tuple[str, int]]:
     """Encode every record of FASTA ``path``; codes go to ``sink.write``; returns [(name, length)].
 
     Raises ValueError naming the file and line for any malformed input.
     """
     path = require_file(path)
-    encode = encode_block_ref if (use_ref or _codec is None) else _codec.encode_block
+    encode = _encoder(use_ref)
     buf = bytearray(CHUNK)
     mv = memoryview(buf)
     # two output buffers: one is written to the sink by a helper thread (the write releases the

@@ -26,10 +26,7 @@ import numpy as np
 
 from bsp_fast.data.fasta import require_file
 
-try:
-    from bsp_fast.data import _codec
-except ImportError:  # pragma: no cover
-    _codec = None
+from bsp_fast import _native
 
 __all__ = ["BinLabels", "LabelTrack", "read_dream_labels", "labels_from_peaks", "read_bed"]
 
@@ -233,8 +230,7 @@ def read_dream_labels(path, cell: str | None = None, *, genome=None, bin_size: i
     ``step`` and ``stop - start == bin_size``.
     """
     path = require_file(path)
-    if _codec is None:  # pragma: no cover
-        raise ImportError("bsp_fast.data._codec is not built (python setup.py build_ext --inplace)")
+    _native.load("bsp_fast_codec")  # fail before opening anything
     r = _Reader(path)
     try:
         header = r.readline()
@@ -324,7 +320,7 @@ def _parse_dream(r: _Reader, path: Path, cell: str, cell_field: int, n_fields: i
                 raise fail(f"expected {n_fields} tab-separated fields chr, start, stop, letters", r.line) from None
             if bin_size <= 0:
                 raise fail("stop must be greater than start", r.line)
-        pos, n_out2, nl, status, prev = _codec.parse_dream_block(
+        pos, n_out2, nl, status, prev = _native.load("bsp_fast_codec").parse_dream_block(
             r.buf, r.pos, r.end, chrom_b, cell_field, n_fields, bin_size, prev, out_s, out_l, n_out)
         n_out = n_out2
         r.pos = pos

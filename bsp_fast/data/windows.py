@@ -1,4 +1,4 @@
-"""Batch window extraction: the compiled kernels (``_codec``) and their plain-NumPy reference.
+"""Batch window extraction: the compiled kernels (``bsp_fast_codec``) and their plain-NumPy reference.
 
 A genome is one flat uint8 code array ``data`` (all chromosomes end to end, A0 C1 G2 T3 N4) with
 per-chromosome ``offsets`` and ``lengths``. A window is (chromosome id, start, strand); its part
@@ -19,10 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-try:
-    from bsp_fast.data import _codec
-except ImportError:  # pragma: no cover - only in an unbuilt checkout
-    _codec = None
+from bsp_fast import _native
+
+
+def _codec():
+    # the compiled module, or a one-line NativeModuleMissing: never a silent NumPy fall-back
+    return _native.load("bsp_fast_codec")
 
 __all__ = ["codes_ref", "one_hot_ref", "extract_codes", "extract_one_hot", "COMPLEMENT", "ONE_HOT_TABLE"]
 
@@ -145,10 +147,7 @@ def extract_codes(data, offsets, lengths, chrom_ids, starts, length: int, strand
     offsets, lengths, chrom_ids, starts, strand = _prepare(data, offsets, lengths, chrom_ids, starts, strand)
     B = len(starts)
     out = _check_out(out, (B, int(length)), np.uint8)
-    if _codec is None:
-        out[...] = codes_ref(data, offsets, lengths, chrom_ids, starts, length, strand)
-        return out
-    return _run(_codec.codes_into, data, offsets, lengths, chrom_ids, starts, strand, out,
+    return _run(_codec().codes_into, data, offsets, lengths, chrom_ids, starts, strand, out,
                 n_threads or default_threads())
 
 
@@ -158,8 +157,5 @@ def extract_one_hot(data, offsets, lengths, chrom_ids, starts, length: int, stra
     offsets, lengths, chrom_ids, starts, strand = _prepare(data, offsets, lengths, chrom_ids, starts, strand)
     B = len(starts)
     out = _check_out(out, (B, int(length), 4), np.float32)
-    if _codec is None:
-        out[...] = one_hot_ref(data, offsets, lengths, chrom_ids, starts, length, strand)
-        return out
-    return _run(_codec.one_hot_into, data, offsets, lengths, chrom_ids, starts, strand, out,
+    return _run(_codec().one_hot_into, data, offsets, lengths, chrom_ids, starts, strand, out,
                 n_threads or default_threads())

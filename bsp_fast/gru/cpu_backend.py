@@ -1,4 +1,4 @@
-"""CPU backend of the bi-GRU recurrence op: allocates with torch, runs ``bsp_fast._gru_cpu``.
+"""CPU backend of the bi-GRU recurrence op: allocates with torch, runs ``bsp_fast_gru_cpu``.
 
 ``forward(gi, w_hh, b_hh, h0) -> (y, saved)`` and
 ``backward(grad_y, y, saved, w_hh, h0) -> (grad_gi, grad_gh, grad_h0)`` and
@@ -24,20 +24,12 @@ import threading
 import torch
 from torch import Tensor
 
-try:
-    from bsp_fast import _gru_cpu as _ext
-except ImportError as exc:  # pragma: no cover - only without a build
-    _ext = None
-    _import_error = exc
+from bsp_fast import _native
 
 
 def _lib():
-    if _ext is None:
-        raise RuntimeError(
-            "bsp_fast._gru_cpu is not built: run `pip install .` or "
-            "`python setup.py build_ext --inplace` in the source tree"
-        ) from _import_error
-    return _ext
+    # the compiled module, or a one-line NativeModuleMissing (no fall-back to the reference)
+    return _native.load("bsp_fast_gru_cpu")
 
 
 _POOL_ENABLED = os.environ.get("BSP_FAST_GRU_POOL", "1") != "0"
@@ -115,7 +107,7 @@ def tune_malloc() -> bool:
     return bool(_lib().tune_malloc(32 << 20, 1 << 30, 64 << 20))
 
 
-if os.environ.get("BSP_FAST_MALLOC_TUNE") == "1" and _ext is not None:
+if os.environ.get("BSP_FAST_MALLOC_TUNE") == "1" and _native.available("bsp_fast_gru_cpu"):
     tune_malloc()
 
 

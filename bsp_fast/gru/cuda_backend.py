@@ -1,4 +1,4 @@
-"""CUDA backend of the fused bi-GRU recurrence: thin torch wrapper around ``bsp_fast._gru_cuda``.
+"""CUDA backend of the fused bi-GRU recurrence: thin torch wrapper around ``bsp_fast_gru_cuda``.
 
 ``forward(gi, w_hh, b_hh, h0) -> (y, saved)``, ``forward_inference(gi, w_hh, b_hh, h0) -> y`` and
 ``backward(grad_y, y, saved, w_hh, h0) -> (grad_gi, grad_gh, grad_h0)`` with exactly the semantics of
@@ -31,13 +31,7 @@ import os
 
 import torch
 
-try:  # the module is built only where nvcc exists; importing it never touches the GPU
-    from bsp_fast import _gru_cuda as _ext
-except ImportError as exc:  # pragma: no cover - depends on the build
-    _ext = None
-    _IMPORT_ERROR: ImportError | None = exc
-else:
-    _IMPORT_ERROR = None
+from bsp_fast import _native
 
 SUPPORTED_HIDDEN = (32, 64, 128, 256)
 
@@ -46,13 +40,12 @@ _MODES = {torch.float32: 0, torch.bfloat16: 1, torch.float64: 2}
 
 def available() -> bool:
     """True when the compiled module is present and torch sees a CUDA GPU."""
-    return _ext is not None and torch.cuda.is_available()
+    # the module is built only where nvcc exists; importing it never touches the GPU
+    return _native.available("bsp_fast_gru_cuda") and torch.cuda.is_available()
 
 
 def _require_ext():
-    if _ext is None:
-        raise RuntimeError(f"bsp_fast._gru_cuda is not built (no nvcc at install time?): {_IMPORT_ERROR}")
-    return _ext
+    return _native.load("bsp_fast_gru_cuda")
 
 
 def _mode(dtype: torch.dtype) -> int:

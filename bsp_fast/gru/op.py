@@ -141,7 +141,7 @@ def _cuda_backend():
         except ImportError as exc:
             raise RuntimeError(
                 "bsp_fast::bigru on CUDA needs bsp_fast/gru/cuda_backend.py and the compiled module "
-                "bsp_fast._gru_cuda (built by `pip install .` where nvcc is found); it could not be "
+                "bsp_fast_gru_cuda (built by `pip install .` where nvcc is found); it could not be "
                 f"imported: {exc}"
             ) from exc
         _cuda_backend_module = cuda_backend

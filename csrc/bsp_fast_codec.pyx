@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled kernels of the data layer (the NumPy references are in ``windows.py`` and ``fasta.py``).
+"""Compiled kernels of the data layer, the top-level module ``bsp_fast_codec`` (the NumPy references
+are in ``bsp_fast/data/windows.py`` and ``bsp_fast/data/fasta.py``).
 
 - ``encode_block``: FASTA sequence bytes -> uint8 codes (A0 C1 G2 T3 N4), stopping at a header line
   or at the first byte that is no base.
@@ -15,6 +16,17 @@ Every function works on a byte range and returns a status instead of raising, so
 """
 
 from libc.stdint cimport int8_t, int64_t, uint8_t
+cdef extern from *:
+    """
+    #ifndef BSP_FAST_SRC_HASH
+    #define BSP_FAST_SRC_HASH "unknown"
+    #endif
+    """
+    const char* BSP_FAST_SRC_HASH
+
+# build_support.source_hash of the sources this was built from (bsp_fast._native checks it)
+source_hash = BSP_FAST_SRC_HASH.decode("ascii")
+
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 cdef extern from *:
