@@ -143,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     from bsp_fast.data import Genome
+    from bsp_fast.dense import is_dense, score_grid
     from bsp_fast.loader import score_windows
     from bsp_fast.models import seq_len, window_offset
     from bsp_fast.train import _bar, _one_line, resolve_device
@@ -172,6 +173,10 @@ def _main(argv: Sequence[str] | None) -> int:
     bin_size = int(args.bin_size or ckpt.get("bin_size", 200))
     cfg = model.config
     length = seq_len(cfg)
+    dense = is_dense(model) and not args.regions  # --regions: one window per region, as for any model
+    if dense and (args.step != cfg["step"] or bin_size != cfg["region"]):
+        raise UserError(f"--step {args.step} / --bin-size {bin_size}: model {cfg['name']} scores {cfg['region']} bp "
+                        f"bins every {cfg['step']} bp in one pass over each stretch; use --step {cfg['step']}")
     chunks = list(_chunks(genome, args, bin_size)) if args.regions else None  # validates the BED up front
     if not args.regions:
         next(iter(_chunks(genome, args, bin_size)), None)  # validates --chroms up front
@@ -201,8 +206,14 @@ def _main(argv: Sequence[str] | None) -> int:
             centers = (starts + stops) // 2
             wstarts = centers - length // 2
             ids = np.full(starts.size, cid, dtype=np.int64)
-            probs = score_windows(model, genome, ids, wstarts, length, args.batch_size, device, autocast,
-                                  progress=(lambda m: bar.update(m * dist_info.world_size)) if show else None)
+            report = (lambda m: bar.update(m * dist_info.world_size)) if show else None
+            if dense:  # the chunk is a run of the bin grid: every bin of it from stretches read once
+                logits = score_grid(model, genome, cid, int(starts[0]), starts.size, device=device,
+                                    autocast=autocast, progress=report)
+                probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+            else:
+                probs = score_windows(model, genome, ids, wstarts, length, args.batch_size, device, autocast,
+                                      progress=report)
             text = format_rows(chrom, starts, stops, probs).encode()
             part = tmp_dir / f"{k:08d}.part"
             with open(part, "wb") as fh:

@@ -43,19 +43,24 @@ from bsp_fast import distributed as D
 from bsp_fast.models import HEADS
 
 PROG = "bsp-fast train"
-DEFAULT_MODEL = "hybrid"
-DEFAULT_MODEL_OPTIONS = dict(head="occupancy", flank=100)
+DEFAULT_MODEL = "hybrid-dense"
+# `--model hybrid` (the windowed default before hybrid-dense): the occupancy head with 100 bp flanks,
+# and an ensemble of 5 on the built-in data, unless --head / --flank / --members say otherwise
+HYBRID_OPTIONS = dict(head="occupancy", flank=100)
 BIN_SIZE = 200
 
-# The default run (no data flags): the built-in synthetic genome and a step budget that fits the
-# 10-minute budget on a 2-core CPU with room for data generation and the final test scoring: an
-# ensemble of 5 hybrids with the occupancy head (test auPRC 0.702 / 0.703 for seeds 0 / 1, 0.94x the
-# oracle's; the dense head reached 0.647-0.684 with 3000 steps; see README). Validation every 500
-# steps: with 5 members scoring both strands it costs as much as ~150 training steps.
-# max_minutes caps it on slower machines.
+# The default run (no data flags): one hybrid-dense trained on stretches of 40 bins (16 per batch,
+# every bin of the training chromosomes once per epoch, ~7.7 epochs in 1500 steps; bound bins weigh
+# as in 10:1 balanced batches), scored densely. See README for its figures. max_minutes caps it on
+# slower machines.
+BUILTIN_DENSE_DEFAULTS = dict(steps=1500, max_minutes=3.0, batch_size=16, bins_per_stretch=40, lr=3e-3,
+                              negatives_per_positive=10.0, ema=0.998, members=1, eval_every=500)
+# windowed models on the built-in data (`--model hybrid` is the earlier default run: 5 members, test
+# auPRC 0.702 / 0.703 for seeds 0 / 1, 0.94x the oracle's, in 4.5-5.5 min scoring 300-500 bins/s)
 BUILTIN_DEFAULTS = dict(steps=1500, max_minutes=7.0, batch_size=64, lr=3e-3, negatives_per_positive=10.0, jitter=10,
                         ema=0.998, members=5, eval_every=500)
 REAL_DEFAULTS = dict(steps=None, max_minutes=None, batch_size=64, lr=1e-3, negatives_per_positive=1.0, ema=0.999)
+REAL_DENSE_DEFAULTS = dict(REAL_DEFAULTS, batch_size=16, bins_per_stretch=40, negatives_per_positive=10.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +82,8 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--cache-dir", help="cache for the encoded genome / built-in data set")
     m = p.add_argument_group("model")
     m.add_argument("--model", default=None,
-                   help=f"bigru, bigru-small, cnn or hybrid (default {DEFAULT_MODEL} with the occupancy head)")
+                   help=f"bigru, bigru-small, cnn, hybrid or hybrid-dense (default {DEFAULT_MODEL}: scores every bin "
+                        "of a stretch in one pass, trained on stretches)")
     m.add_argument("--region", type=int, help="bp scored per sample (default: model's, bigru 200, bigru-small 40)")
     m.add_argument("--flank", type=int, help="bp read on each side of the region (bigru 100, bigru-small 20, "
                    "hybrid 50; the default model: 100)")
@@ -115,6 +121,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--max-minutes", type=float, default=None,
                    help="training time budget in minutes, summed over resumes (built-in default 8)")
     t.add_argument("--no-rc-augment", action="store_true", help="no random reverse-complement strand flips")
+    t.add_argument("--bins-per-stretch", type=int, default=None,
+                   help="dense models (hybrid-dense): consecutive bins per training stretch (default 40)")
     t.add_argument("--jitter", type=int, default=None,
                    help="random shift of bins by up to +-N bp (default 0; built-in data 10)")
     t.add_argument("--eval-every", type=int, default=None,
@@ -294,9 +302,12 @@ def evaluate_model(model: torch.nn.Module, data: Data, es: EvalSet, device: torc
                    batch_size: int, dist_info: D.DistInfo, autocast: bool, desc: str = "",
                    show: bool = True) -> np.ndarray:
     """Scores of every bin of ``es`` (each rank scores a round-robin shard; gathered on all ranks)."""
+    from bsp_fast.dense import is_dense
     from bsp_fast.loader import score_windows
     from bsp_fast.models import seq_len, window_offset
 
+    if is_dense(model):
+        return _evaluate_dense(model, data, es, device, dist_info, autocast, desc, show)
     mcfg = model.config
     length, offset = seq_len(mcfg), window_offset(mcfg, data.bin_size)
     r, w = dist_info.rank, dist_info.world_size
@@ -310,11 +321,52 @@ def evaluate_model(model: torch.nn.Module, data: Data, es: EvalSet, device: torc
     return D.gather_sharded(scores, dist_info)
 
 
+def _evaluate_dense(model: torch.nn.Module, data: Data, es: EvalSet, device: torch.device, dist_info: D.DistInfo,
+                    autocast: bool, desc: str, show: bool) -> np.ndarray:
+    """Scores of the bins of ``es`` from dense passes over their chromosomes' bin grids (each rank
+    scores a round-robin share of the stretches; gathered on all ranks)."""
+    from bsp_fast.data.stretches import grid_labels
+    from bsp_fast.dense import DEFAULT_BINS_PER_STRETCH, score_grid
+
+    names = [c for c, _ in data.genome.chromosomes]
+    out = np.empty(len(es), dtype=np.float32)
+    cids = [int(c) for c in dict.fromkeys(es.ids.tolist())]
+    total = sum(grid_labels(data.labels.tracks[names[c]], data.labels.step)[1].size for c in cids)
+    bar = _bar(total=total, desc=desc, disable=not show or not dist_info.is_main, unit="bin", leave=False)
+    try:
+        for cid in cids:
+            s0, grid = grid_labels(data.labels.tracks[names[cid]], data.labels.step)
+            tiles = score_grid(model, data.genome, cid, s0, grid.size, device=device, autocast=autocast,
+                               tiles=slice(dist_info.rank, None, dist_info.world_size),
+                               progress=lambda m: bar.update(m * dist_info.world_size))
+            logits = D.gather_sharded(tiles, dist_info).reshape(-1)[:grid.size]
+            sel = np.flatnonzero(es.ids == cid)
+            out[sel] = logits[(es.starts[sel] - s0) // data.labels.step]
+    finally:
+        bar.close()
+    return (1.0 / (1.0 + np.exp(-out.astype(np.float64)))).astype(np.float32)
+
+
 def _bar(**kw):
     # tqdm on a terminal; plain lines every ~30 s / 10 % in a log (bsp_fast.progress)
     from bsp_fast.progress import progress
 
     return progress(file=sys.stderr, **kw)
+
+
+def stretch_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float) -> tuple[torch.Tensor, int]:
+    """Weighted BCE over every labelled bin of a batch of stretches, and the number of such bins.
+
+    ``logits`` [B, n] (or [members, B, n]: the mean of the members' own losses), ``labels`` [B, n]
+    1 / 0 / -1 (ambiguous or outside the grid: masked out); bound bins weigh ``pos_weight``.
+    """
+    mask = labels >= 0
+    y = labels.clamp(min=0)
+    w = torch.where(y > 0, float(pos_weight), 1.0) * mask
+    per = F.binary_cross_entropy_with_logits(logits.float(), y.expand_as(logits), reduction="none")
+    members = logits.shape[0] if logits.dim() == 3 else 1
+    n = int(mask.sum())
+    return (per * w).sum() / (w.sum().clamp(min=1.0) * members), n
 
 
 def _bce(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -366,6 +418,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     from bsp_fast.data.sampler import BalancedSampler
+    from bsp_fast.data.stretches import StretchSampler, positive_weight
+    from bsp_fast.dense import is_dense, stretch_length
     from bsp_fast.models import MODEL_NAMES, build_model, seq_len, window_offset
 
     main_rank = dist_info.is_main
@@ -378,7 +432,8 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         device = torch.device("cuda", dist_info.local_rank)
     if args.threads:
         torch.set_num_threads(int(args.threads))
-    for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps), ("--eval-batch-size", args.eval_batch_size)):
+    for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps), ("--eval-batch-size", args.eval_batch_size),
+                        ("--bins-per-stretch", args.bins_per_stretch)):
         if value is not None and value < 1:
             raise UserError(f"{flag}: expected a positive integer, got {value}")
     for flag, value in (("--lr", args.lr), ("--epochs", args.epochs), ("--max-minutes", args.max_minutes)):
@@ -413,13 +468,13 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     if model_name not in MODEL_NAMES:
         raise UserError(f"--model {model_name!r}: unknown model; expected one of {', '.join(MODEL_NAMES)}")
     options = model_options(args)
-    if ckpt is None and args.model in (None, DEFAULT_MODEL):
-        # the default model scores bins with the occupancy head, which reads 100 bp flanks (the context
-        # of sites at the bin's edges); an explicit --head dense keeps the hybrid's own 50 bp flanks
+    if ckpt is None and model_name == "hybrid":
+        # the occupancy head reads 100 bp flanks (the context of sites at the bin's edges); an explicit
+        # --head dense keeps the hybrid's own 50 bp flanks
         if "head" not in options:
-            options.update({k: v for k, v in DEFAULT_MODEL_OPTIONS.items() if k not in options})
+            options.update({k: v for k, v in HYBRID_OPTIONS.items() if k not in options})
         if args.genome is None and "members" not in options:
-            options["members"] = BUILTIN_DEFAULTS["members"]  # the default run on the built-in data: an ensemble
+            options["members"] = BUILTIN_DEFAULTS["members"]  # on the built-in data: an ensemble
     try:
         model = build_model(model_name, **options)
     except ValueError as exc:
@@ -452,7 +507,10 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         if args.valid_chroms is None and cfg0.get("valid_chroms"):
             args.valid_chroms = ",".join(cfg0["valid_chroms"])
     data = Data(args, log)
-    defaults = BUILTIN_DEFAULTS if data.builtin is not None else REAL_DEFAULTS
+    if is_dense(model):
+        defaults = BUILTIN_DENSE_DEFAULTS if data.builtin is not None else REAL_DENSE_DEFAULTS
+    else:
+        defaults = BUILTIN_DEFAULTS if data.builtin is not None else REAL_DEFAULTS
     prev = ckpt["config"] if ckpt else {}
 
     def setting(name: str) -> Any:
@@ -471,12 +529,27 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     seed = int(args.seed if not ckpt else prev.get("seed", args.seed))
 
     mcfg = model.config
-    length, offset = seq_len(mcfg), window_offset(mcfg, data.bin_size)
+    dense = is_dense(model)
+    rc_augment = not (args.no_rc_augment or prev.get("no_rc_augment", False))
     try:
-        sampler = BalancedSampler(data.labels, data.train_chroms, batch_size, negatives_per_positive=npp, seed=seed,
-                                  rank=dist_info.rank, world_size=dist_info.world_size,
-                                  rc_augment=not (args.no_rc_augment or prev.get("no_rc_augment", False)),
-                                  jitter=jitter, chrom_order=data.genome)
+        if dense:
+            # every bin of the training chromosomes once per epoch, in stretches of consecutive bins;
+            # the prevalence is handled by weighing bound bins in the loss
+            if data.labels.step != mcfg["step"] or data.bin_size != mcfg["region"]:
+                raise UserError(f"--model {model_name}: scores {mcfg['region']} bp bins every {mcfg['step']} bp, "
+                                f"the labels have {data.bin_size} bp bins every {data.labels.step} bp")
+            bins_per_stretch = int(setting("bins_per_stretch"))
+            length, offset = stretch_length(mcfg, bins_per_stretch), -int(mcfg["flank"])
+            sampler = StretchSampler(data.labels, data.train_chroms, batch_size, bins_per_stretch, seed=seed,
+                                     rank=dist_info.rank, world_size=dist_info.world_size, rc_augment=rc_augment,
+                                     chrom_order=data.genome)
+            pos_weight = positive_weight(sampler.n_pos, sampler.n_neg, npp)
+        else:
+            bins_per_stretch, pos_weight = 1, 1.0
+            length, offset = seq_len(mcfg), window_offset(mcfg, data.bin_size)
+            sampler = BalancedSampler(data.labels, data.train_chroms, batch_size, negatives_per_positive=npp, seed=seed,
+                                      rank=dist_info.rank, world_size=dist_info.world_size, rc_augment=rc_augment,
+                                      jitter=jitter, chrom_order=data.genome)
     except ValueError as exc:
         raise UserError(f"empty training set: {_one_line(exc)} (labels {data.paths.get('labels') or data.paths.get('peaks')}; "
                         f"held out: {', '.join(data.test_chroms + data.valid_chroms)})") from None
@@ -579,11 +652,13 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         "jitter": jitter, "test_chroms": list(data.test_chroms),
         "valid_chroms": list(data.valid_chroms), "train_chroms": list(data.train_chroms), "cell": data.cell,
         "bin_size": data.bin_size, "window_length": length, "window_offset": offset,
+        "dense": dense, "bins_per_stretch": bins_per_stretch, "positive_weight": pos_weight,
         "valid_max_bins": args.valid_max_bins, "builtin": data.builtin is not None,
     }
     valid_set = EvalSet(data, data.valid_chroms, args.valid_max_bins, seed) if data.valid_chroms else None
-    log(f"model {model_name} ({sum(p.numel() for p in model.parameters()):,} parameters, {length} bp windows), "
-        f"train {len(data.train_chroms)} chromosomes ({sampler.n_pos:,} positives, {len(sampler):,} batches/epoch), "
+    log(f"model {model_name} ({sum(p.numel() for p in model.parameters()):,} parameters, {length} bp "
+        + (f"stretches of {bins_per_stretch} bins, bound bins weighted {pos_weight:.1f}), " if dense else "windows), ")
+        + f"train {len(data.train_chroms)} chromosomes ({sampler.n_pos:,} positives, {len(sampler):,} batches/epoch), "
         f"valid {', '.join(data.valid_chroms)} ({len(valid_set) if valid_set else 0:,} bins), "
         f"test {', '.join(data.test_chroms)}; device {device}"
         + (f" x {dist_info.world_size} processes ({dist_info.backend})" if dist_info.enabled else "")
@@ -623,7 +698,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     base_elapsed = train_seconds  # wall time of earlier sessions' loops (budget is summed over resumes)
     loop_start = time.perf_counter()
     t_last_ckpt = t_last_eval = loop_start
-    stats = {"samples": 0, "step_s": 0.0}  # this session: samples trained and seconds inside steps
+    stats = {"samples": 0, "bins": 0, "step_s": 0.0}  # this session: samples, labelled bins, seconds in steps
     log_every = max(1, min(50, (total_steps or 10_000) // 100))
     run_loss, run_n = 0.0, 0
     t_window, samples_window = time.perf_counter(), 0
@@ -661,7 +736,10 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
             else:
                 logits = train_model(codes)
             # an ensemble returns [members, B] in training: the mean of the members' own losses
-            loss = F.binary_cross_entropy_with_logits(logits.float(), labels.expand_as(logits))
+            if dense:
+                loss, n_labelled = stretch_loss(logits, labels, pos_weight)
+            else:
+                loss, n_labelled = F.binary_cross_entropy_with_logits(logits.float(), labels.expand_as(logits)), labels.numel()
             loss_value = float(loss.detach())
             nonfinite = 0.0 if math.isfinite(loss_value) else 1.0
             if not nonfinite:
@@ -692,6 +770,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
             last_state = {"sampler": batch.sampler_state, "epoch": batch.epoch}
             n = int(codes.shape[0])
             stats["samples"] += n
+            stats["bins"] += int(n_labelled)
             samples_window += n
             run_loss += loss_value * n
             run_n += n
@@ -778,6 +857,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         curves_in["oracle"] = (test_set.labels, oracle)
     metrics.update({
         "train_sequences_per_second": stats["samples"] * dist_info.world_size / max(stats["step_s"], 1e-9),
+        "train_bins_per_second": stats["bins"] * dist_info.world_size / max(stats["step_s"], 1e-9),
         "data_wait_fraction": loader.wait_seconds / max(stats["step_s"], 1e-9),
         "predict_bins_per_second": len(test_set) / max(predict_s, 1e-9),
         "steps": step, "epochs": step / max(len(sampler), 1), "train_seconds": train_seconds,

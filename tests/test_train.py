@@ -6,6 +6,7 @@ import json
 import math
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -176,15 +177,70 @@ def test_train_ensemble_and_predict_from_it(tiny, tmp_path):
     assert len(rows) > 10 and all(0.0 <= float(r.split("\t")[3]) <= 1.0 for r in rows[:50])
 
 
-def test_default_model_scores_bins_by_occupancy(tiny, tmp_path):
-    """No --model: the hybrid with the occupancy head and 100 bp flanks; --head dense gives the plain
-    hybrid (its own 50 bp flanks); one model, not an ensemble, on data that is not the built-in set."""
+def test_default_model_is_hybrid_dense(tiny, tmp_path):
+    """No --model: hybrid-dense, one model; --model hybrid: the occupancy head and 100 bp flanks;
+    --model hybrid --head dense: the plain hybrid (its own 50 bp flanks)."""
     out = tmp_path / "default"
     assert train.main(data_args(tiny, "--steps", "2", "--filters", "4", "--hidden", "8", "--out", str(out))) == 0
     cfg = load_checkpoint(out / "checkpoint.pt")["model_config"]
-    assert (cfg["name"], cfg["head"], cfg["flank"], cfg["members"]) == ("hybrid", "occupancy", 100, 1)
-    out = tmp_path / "dense"
-    assert train.main(data_args(tiny, "--steps", "2", "--filters", "4", "--hidden", "8", "--head", "dense",
+    assert (cfg["name"], cfg["flank"], cfg["members"]) == ("hybrid-dense", 100, 1)
+    out = tmp_path / "hybrid"
+    assert train.main(data_args(tiny, "--model", "hybrid", "--steps", "2", "--filters", "4", "--hidden", "8",
                                 "--out", str(out))) == 0
     cfg = load_checkpoint(out / "checkpoint.pt")["model_config"]
+    assert (cfg["name"], cfg["head"], cfg["flank"], cfg["members"]) == ("hybrid", "occupancy", 100, 1)
+    out = tmp_path / "dense"
+    assert train.main(data_args(tiny, "--model", "hybrid", "--steps", "2", "--filters", "4", "--hidden", "8",
+                                "--head", "dense", "--out", str(out))) == 0
+    cfg = load_checkpoint(out / "checkpoint.pt")["model_config"]
     assert (cfg["head"], cfg["flank"]) == ("dense", 50)
+
+
+def dense_model():
+    return ["--model", "hybrid-dense", "--filters", "4", "--hidden", "8", "--bins-per-stretch", "12"]
+
+
+def test_dense_train_writes_everything_and_predict_scores_densely(tiny, tmp_path):
+    from bsp_fast import predict
+    from bsp_fast.data import Genome
+    from bsp_fast.dense import score_grid
+    from bsp_fast.checkpoint import model_from_checkpoint
+
+    out = tmp_path / "dense"
+    assert train.main(data_args(tiny, *dense_model(), "--steps", "8", "--eval-every", "4", "--out", str(out))) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_pos"] == tiny.builtin.stats["splits"]["test"]["B"] and m["n_neg"] == tiny.builtin.stats["splits"]["test"]["U"]
+    assert m["config"]["dense"] is True and m["config"]["bins_per_stretch"] == 12 and m["config"]["positive_weight"] >= 1
+    # labelled bins per second: up to 12 per sequence (A bins and bins past a chromosome's grid do not count)
+    assert 0 < m["train_bins_per_second"] <= 12 * m["train_sequences_per_second"] * 1.0001
+    preds = tmp_path / "p.tsv"
+    assert predict.main(["--checkpoint", str(out / "best.pt"), "--genome", tiny.fasta, "--chroms", "chr21",
+                         "--cache-dir", tiny.cache, "--threads", "1", "--no-progress", "--out", str(preds)]) == 0
+    rows = [r.split("\t") for r in preds.read_text().splitlines()]
+    g = Genome(tiny.fasta, cache_dir=tiny.cache)
+    size = dict(g.chromosomes)["chr21"]
+    assert len(rows) == (size - 200) // 50 + 1 and rows[1][1] == "50"
+    model = model_from_checkpoint(load_checkpoint(out / "best.pt"), str(out / "best.pt"))
+    want = 1 / (1 + np.exp(-score_grid(model, g, g.chrom_id("chr21"), 0, len(rows)).astype(np.float64)))
+    np.testing.assert_allclose(np.array([float(r[3]) for r in rows]), want, rtol=1e-4, atol=1e-6)
+    # a dense model scores its own grid only
+    assert predict.main(["--checkpoint", str(out / "best.pt"), "--genome", tiny.fasta, "--chroms", "chr21",
+                         "--cache-dir", tiny.cache, "--step", "25", "--out", str(tmp_path / "q.tsv")]) == 2
+
+
+def test_dense_resume_is_exact(tiny, tmp_path):
+    common = data_args(tiny, *dense_model(), "--eval-every", "100", "--lr-schedule", "constant")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main(common + ["--steps", "9", "--out", str(a)]) == 0
+    assert train.main(common + ["--steps", "4", "--out", str(b)]) == 0
+    assert train.main(data_args(tiny, "--steps", "9", "--out", str(b), "--resume")) == 0
+    wa, wb = _weights(a / "checkpoint.pt"), _weights(b / "checkpoint.pt")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
+
+
+def test_dense_bad_input(tiny, tmp_path, capsys):
+    assert train.main(data_args(tiny, *dense_model(), "--bins-per-stretch", "0", "--out", str(tmp_path / "x"))) == 2
+    assert "--bins-per-stretch" in capsys.readouterr().err
+    assert train.main(data_args(tiny, "--model", "hybrid-dense", "--head", "dense", "--out", str(tmp_path / "y"))) == 2
+    assert "no option" in capsys.readouterr().err
