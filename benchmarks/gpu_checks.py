@@ -158,7 +158,7 @@ def git_info() -> dict:
             info["dirty"] = bool(dirty.strip())
             info["from"] = "git"
     if not info:
-        p = ROOT / WHEEL_DIR / "commit.json"
+        p = wheel_dir() / "commit.json"
         if p.exists():
             try:
                 info = json.loads(p.read_text())
@@ -381,7 +381,7 @@ class Runner:
         if gpu and not self.gpu:
             return self.skip(name, "skipped: no GPU", cmd)
         limit = min(timeout or (st.timeout if st else 60), self.left() - 2)
-        if limit < MIN_STEP_S:
+        if self.left() - 2 < MIN_STEP_S:
             return self.skip(name, f"skipped: phase budget spent ({self.budget_s:.0f} s)", cmd)
         started, t0 = now_iso(), time.monotonic()
         full_env = {**os.environ, **self.env, **(env or {})}
@@ -535,8 +535,12 @@ def step_env(r: Runner) -> dict:
     return info
 
 
+def wheel_dir() -> Path:
+    return Path(os.environ.get("BSP_GPU_WHEEL_DIR") or ROOT / WHEEL_DIR)
+
+
 def wheel_files() -> list[Path]:
-    return sorted((ROOT / WHEEL_DIR).glob("*.whl"))
+    return sorted(wheel_dir().glob("*.whl"))
 
 
 def step_wheels(r: Runner, site: Path) -> None:
@@ -545,7 +549,7 @@ def step_wheels(r: Runner, site: Path) -> None:
         r.skip("wheels", f"no wheels in {WHEEL_DIR}/ (run `python benchmarks/gpu_checks.py prepare` before the call)")
         return
     argv = [PY, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
-            "--disable-pip-version-check", "--upgrade", "--find-links", str(ROOT / WHEEL_DIR), "--target", str(site),
+            "--disable-pip-version-check", "--upgrade", "--find-links", str(wheel_dir()), "--target", str(site),
             *map(str, whls)]
     r.run("wheels", argv, parse=lambda rc, out: (None, f"{len(whls)} wheels into {site}",
                                                  {"wheels": [w.name for w in whls], "target": str(site)}))
@@ -741,7 +745,8 @@ def step_train(r: Runner, which: str, cache: Path, device: str, steps: int | Non
 
 def step_predict(r: Runner, run_dir: Path, cache: Path, device: str, extra: list | None = None) -> None:
     ck = run_dir / "checkpoint.pt"
-    fasta = cache / "builtin-v1" / "genome.fa"
+    data = (r.record["steps"].get(f"{r.phase}:data") or {}).get("results") or {}
+    fasta = Path(data.get("fasta") or cache / "builtin-v1" / "genome.fa")
     preds = r.work / "preds.tsv.gz"
     argv = [PY, "-m", "bsp_fast.predict", "--checkpoint", str(ck), "--genome", str(fasta), "--out", str(preds),
             "--no-progress", "--batch-size", "4096", "--device", device, "--cache-dir", str(cache), *(extra or [])]
@@ -832,8 +837,8 @@ def run_phase(args, phase: str) -> int:
 
 def cmd_prepare(args) -> int:
     """CPU machine: wheels for the GPU machine (cp312, manylinux x86_64 or pure Python) + commit.json."""
-    d = ROOT / WHEEL_DIR
-    d.mkdir(exist_ok=True)
+    d = wheel_dir()
+    d.mkdir(parents=True, exist_ok=True)
     info = git_info()
     info.pop("from", None)
     info["prepared"] = now_iso()
@@ -873,7 +878,7 @@ def cmd_merge(args) -> int:
     n = 0
     for p in srcs:
         if p.name == BUILD_TGZ:
-            dst = ROOT / BUILD_DIR
+            dst = Path(args.build_dir).resolve() if args.build_dir else ROOT / BUILD_DIR
             if dst.exists():
                 shutil.rmtree(dst)
             dst.mkdir()
@@ -881,7 +886,7 @@ def cmd_merge(args) -> int:
                 for m in tf.getmembers():
                     if m.isfile() and "/" not in m.name and m.name.endswith(".so"):
                         tf.extract(m, dst)
-            print(f"[gpu_checks] merge: call 1's modules unpacked into {BUILD_DIR}/ (carry it into call 2)")
+            print(f"[gpu_checks] merge: call 1's modules unpacked into {dst}/ (carry {BUILD_DIR} into call 2)")
         if p.suffix != ".json" or p.name.endswith(".tmp"):
             continue
         rec = _read_json(p)
@@ -917,8 +922,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu-smoke", action="store_true",
                     help="without a GPU: run the GPU steps' scripts on the CPU with tiny sizes (tests)")
     ap.add_argument("--cache-dir", help="speed: the built-in data set's cache (default <work>/cache)")
+    ap.add_argument("--wheel-dir", help=f"prepare / wheels: the wheel folder (default {WHEEL_DIR}/)")
+    ap.add_argument("--build-dir", help=f"merge: where call 1's modules are unpacked (default {BUILD_DIR}/)")
     ap.add_argument("--offline", action="store_true", help="prepare: no download (commit.json only)")
     args = ap.parse_args(argv)
+    if args.wheel_dir:
+        os.environ["BSP_GPU_WHEEL_DIR"] = str(Path(args.wheel_dir).resolve())
     if args.phase == "budgets":
         print(budget_table_md())
         return 0
