@@ -264,6 +264,15 @@ def main(argv=None) -> int:
                 ms_b, reps = time_ms(lambda: cb.backward(gy, y, saved, w_hh, h0), dev)
                 record({**common, "name": f"kernel bwd {var}", "mode": "bwd", "ms": ms_b, "reps": reps, "flops": flops,
                         "rate_kind": rk, "plan": cb.plan(dt, B, H, backward=True)})
+                # the weight-gradient GEMMs after the backward kernel (docs/gpu-kernel-leads.md, lead 1)
+                from bsp_fast.gru.op import recurrent_weight_grads
+
+                g_gi, g_gh, _ = cb.backward(gy, y, saved, w_hh, h0)
+                h0c = h0.to(g_gh.dtype)
+                ms_w, reps = time_ms(lambda: recurrent_weight_grads(g_gh, y, h0c), dev)
+                record({**common, "name": f"dW_hh gemm {var}", "mode": "bwd", "ms": ms_w, "reps": reps, "flops": flops,
+                        "rate_kind": rk})
+                del g_gi, g_gh
                 del gi, y, saved, gy
         except Exception as exc:  # noqa: BLE001  (record it, go on)
             record({**common, "error": repr(exc)[:400]})
