@@ -240,3 +240,38 @@ def test_build_with_oldest_setuptools(tmp_path):
     assert list(site.glob("bsp_fast_gru_cpu*.so")) and list(site.glob("bsp_fast_codec*.so"))
     meta = next(site.glob("bsp_fast-*.dist-info")) / "METADATA"
     assert "License: MIT" in meta.read_text()
+
+
+def test_gpu_only_paths_with_a_pretend_gpu(tmp_path, monkeypatch):
+    """The steps that run only where there is a GPU, with the GPU flag forced on: the build step's
+    fresh-module check and the archive call 2 takes along, the sanitizer commands and their parsing
+    (a stand-in compute-sanitizer), and the real pytest command of the tests step (here every cuda
+    test is skipped or deselected)."""
+    drv = _load()
+    r = drv.Runner("correctness", tmp_path / "out", tmp_path / "work", budget_s=300, gpu=True,
+                   env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}, record=drv.new_record("correctness"),
+                   results_dir=None, argv=["correctness"])
+    monkeypatch.setattr(drv, "_native_fresh", lambda: {n: True for n in drv.NATIVE})
+    drv.step_build(r)
+    b = r.record["steps"]["correctness:build"]
+    assert b["status"] == "passed" and "nothing to build" in b["note"] and "BSP_FAST_CUDA_ARCH=9.0" in b["cmd"]
+    with tarfile.open(tmp_path / "out" / drv.BUILD_TGZ) as tf:
+        assert any(n.startswith("bsp_fast_gru_cpu") for n in tf.getnames())
+
+    fake = tmp_path / "compute-sanitizer"
+    fake.write_text("#!/bin/sh\n"
+                    "if [ \"$2\" = racecheck ]; then echo '========= Error: Device not supported'; exit 1; fi\n"
+                    "echo \"tool $2\"; echo 'sanitize driver done'; echo '========= ERROR SUMMARY: 0 errors'\n")
+    fake.chmod(0o755)
+    drv.step_sanitizers(r, {"compute_sanitizer_path": str(fake)})
+    st = {k.split(":")[1]: v for k, v in r.record["steps"].items()}
+    assert st["memcheck"]["status"] == "passed" and "0 errors" in st["memcheck"]["note"]
+    assert st["racecheck"]["status"] == "not supported here"
+    assert st["synccheck"]["status"] == "passed"
+    assert st["memcheck"]["cmd"].startswith("compute-sanitizer --tool memcheck") and "gpu_sanitize.py" in st["memcheck"]["cmd"]
+
+    drv.step_tests(r, tmp_path / "work" / "tests.xml")
+    t = r.record["steps"]["correctness:tests"]
+    assert t["status"] == "passed", t
+    assert "deselected" in t["results"]["summary"] or "skipped" in t["results"]["summary"]
+    assert not r.failed
