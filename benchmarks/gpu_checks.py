@@ -275,7 +275,8 @@ def render_md(rec: dict) -> str:
     if san:
         L += ["", "## compute-sanitizer (small shapes, every kernel family)", ""]
         for s in san:
-            L.append(f"- {s['name']}: {s.get('status')}: {s.get('note') or ''} (`{s.get('cmd')}`)")
+            note, stt = s.get("note") or "", s.get("status")
+            L.append(f"- {s['name']}: " + (note if note.startswith(str(stt)) else f"{stt}: {note}") + f" (`{s.get('cmd')}`)")
 
     sp = steps.get("speed")
     if sp and sp.get("results"):
@@ -382,7 +383,7 @@ class Runner:
         ``parse(rc, output) -> (status or None, note, results)`` turns its output into results; it is
         called for a timed-out step too (partial results: JSON lines written as measured)."""
         st = STEP_BY_NAME.get(name)
-        cmd = display or " ".join(shlex.quote(a) for a in argv)
+        cmd = (display or " ".join(shlex.quote(a) for a in argv)).replace(PY, "python3").replace(str(ROOT) + os.sep, "")
         if not self.want(name):
             return None
         gpu = st.gpu if needs_gpu is None and st else bool(needs_gpu)

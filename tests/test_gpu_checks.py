@@ -125,7 +125,7 @@ def test_gpu_checks_dry_run(tmp_path):
     assert [c["phase"] for c in merged["calls"]] == ["correctness", "speed"]
     md = next(res.glob("*-no-gpu.md")).read_text()
     assert "## Steps" in md and "## Budgets" in md and "skipped: no GPU" in md
-    assert time.monotonic() - t0 < 60
+    assert time.monotonic() - t0 < 120  # ~15 s on an idle 2-core machine; the margin is for loaded CI hosts
 
 
 def test_step_runner_limits_and_incremental_writes(tmp_path):
