@@ -5,6 +5,7 @@ Phases (run from the repository root; ``bash benchmarks/gpu_checks.sh PHASE`` is
 
   prepare      on the CPU machine, before a GPU is lent: download the wheels the GPU machine lacks
                into .gpu_wheels/ (ignored) and record the git commit there. Builds nothing.
+               --cpu-checks also runs here the CUDA tests that need no GPU (left out of call 1).
   correctness  call 1 on the GPU machine: build for sm_90 only with warnings as errors, the
                cuda-marked tests (minus the CPU-only ones), parity with cuDNN nn.GRU (fp32 and bf16),
                compute-sanitizer memcheck / racecheck (synccheck when time is left).
@@ -62,6 +63,10 @@ NATIVE = ("bsp_fast_gru_cpu", "bsp_fast_codec", "bsp_fast_gru_cuda")
 # pytest, setuptools, pybind11, Cython; device README's KINDS.md): pyfaidx (a declared dependency,
 # imported by nothing at run time today) and logomaker (imported by explain / motifs). Pure Python.
 WHEELS = ("pyfaidx==0.9.0.3", "logomaker==0.8.7")
+# CUDA tests that need no GPU (the kernels emulated on the CPU, nvcc -Werror for sm_90, launch plans):
+# left out of the GPU call, run by `prepare --cpu-checks` here
+CPU_ONLY_CUDA_TESTS = ("tests/test_gru_cuda_emu.py", "tests/test_cuda_compile.py", "tests/test_gru_cuda_plan.py",
+                       "tests/test_gru_cuda_padding.py")
 # what the end-to-end runs use: fixed small step counts so that they fit their budgets
 E2E_STEPS = {"bigru": 300, "default": 150}
 E2E_BATCH = {"bigru": 512, "default": 64}
@@ -860,9 +865,16 @@ def cmd_prepare(args) -> int:
     info["prepared"] = now_iso()
     write_atomic(d / "commit.json", json.dumps(info, indent=1) + "\n")
     print(f"[gpu_checks] prepare: {d}/commit.json: {info.get('commit')}{' (dirty)' if info.get('dirty') else ''}")
+    rc_checks = 0
+    if args.cpu_checks:
+        # what the GPU call leaves out because it needs no GPU: run it here, before the loan
+        argv = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CPU_ONLY_CUDA_TESTS, "tests/test_gpu_checks.py",
+                "-m", "not slow"]
+        print("[gpu_checks] prepare: CPU-only CUDA checks:", " ".join(["python", *argv[1:]]), flush=True)
+        rc_checks = subprocess.call(argv, cwd=str(ROOT))
     if args.offline:
         print(f"[gpu_checks] prepare: --offline: no download; wheels present: {[w.name for w in wheel_files()]}")
-        return 0
+        return rc_checks
     plats = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64"]
     argv = [PY, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
@@ -881,7 +893,7 @@ def cmd_prepare(args) -> int:
     total = sum(p.stat().st_size for p in d.iterdir() if p.is_file())
     print(f"[gpu_checks] prepare: {[w.name for w in wheel_files()]} ({total / 1024:.0f} KiB in {WHEEL_DIR}/); "
           f"carry: [\"{WHEEL_DIR}\"] (call 2 also \"{BUILD_DIR}\")")
-    return rc
+    return rc or rc_checks
 
 
 def cmd_merge(args) -> int:
@@ -941,6 +953,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wheel-dir", help=f"prepare / wheels: the wheel folder (default {WHEEL_DIR}/)")
     ap.add_argument("--build-dir", help=f"merge: where call 1's modules are unpacked (default {BUILD_DIR}/)")
     ap.add_argument("--offline", action="store_true", help="prepare: no download (commit.json only)")
+    ap.add_argument("--cpu-checks", action="store_true",
+                    help="prepare: also run the CUDA tests that need no GPU (emulator, nvcc -Werror, plans) here")
     args = ap.parse_args(argv)
     if args.wheel_dir:
         os.environ["BSP_GPU_WHEEL_DIR"] = str(Path(args.wheel_dir).resolve())
