@@ -30,7 +30,8 @@ The device ``run`` tool (see README, section Benchmarks, **GPU**):
   here:   python benchmarks/gpu_checks.py merge <files_at of call 1>
   call 2: bash benchmarks/gpu_checks.sh speed           carry [".gpu_wheels", ".gpu_build"]   timeout_s 420
   here:   python benchmarks/gpu_checks.py merge <files_at of call 2>; commit benchmarks/results/
-Call 2 also merges by itself into benchmarks/results/<date>-<gpu>.json when that file travels with
+Run `prepare` after the last commit (its commit.json names the commit in the record: no .git
+travels; the record also holds the kernel sources' hashes, computed there). Call 2 also merges by itself into benchmarks/results/<date>-<gpu>.json when that file travels with
 the working tree (``merge`` after call 1 writes it there, untracked files travel).
 """
 
@@ -797,7 +798,7 @@ def run_phase(args, phase: str) -> int:
     site = work / "site"
     # results also go into benchmarks/results when run outside the device tool (no $OUT): a GPU box of one's own
     results_dir = Path(args.results_dir).resolve() if args.results_dir else (None if os.environ.get("OUT") or args.out else ROOT / "benchmarks" / "results")
-    budget = args.budget if args.budget is not None else PHASE_BUDGET_S.get(phase, 400)
+    budget = args.budget if args.budget is not None else PHASE_BUDGET_S.get(phase, 360)
     record = new_record(phase)
     env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
@@ -941,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="output folder (default $OUT, else build/gpu_checks/out)")
     ap.add_argument("--work", help="scratch folder (default build/gpu_checks/work)")
     ap.add_argument("--results-dir", help="also write the record here (default benchmarks/results when $OUT is unset)")
-    ap.add_argument("--budget", type=float, help="seconds for the whole call (default: the phase's, 400)")
+    ap.add_argument("--budget", type=float, help="seconds for the whole call (default: the phase's, 360)")
     ap.add_argument("--only", help="comma-separated step names to run (the others are left out)")
     ap.add_argument("--dry-run", action="store_true", help="run every step as if there were no GPU")
     ap.add_argument("--quick", action="store_true", help="parity / speed with their smallest case lists")
