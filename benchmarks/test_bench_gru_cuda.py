@@ -17,7 +17,8 @@ Each figure is the median of CUDA-event timings after warm-up. Reported per figu
 recurrent step (ms / T), achieved FLOP/s (model FLOPs: input projections + recurrent matmuls, x3 for
 forward + backward) and its fraction of the device's measured matrix rate for that dtype (a large
 torch.mm). Without a GPU the module is skipped. With BSP_BENCH_GRU_JSON set the records are written
-there as JSON (benchmarks/gpu_checks.sh does this).
+there as JSON. benchmarks/gpu_speed.py measures the same table step by step under a time budget
+(the `speed` call of benchmarks/gpu_checks.py).
 """
 
 from __future__ import annotations
