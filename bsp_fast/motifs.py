@@ -504,24 +504,30 @@ def modisco_motifs(model: nn.Module, codes: np.ndarray, n_seqs: int = 500, metho
 
 
 def _scan(args, motifs: list[LearnedMotif], known: list[Any] | None, out: Path) -> dict[str, Any]:
-    from bsp_fast.interpret.scan import HIT_COLUMNS, fimo_scan
-    from bsp_fast.seqsets import SeqSetError, read_fasta_set
+    from bsp_fast.interpret.scan import HIT_COLUMNS, fimo_scan, read_fasta_records
 
-    try:
-        ss = read_fasta_set(args.scan, "--scan")
-    except SeqSetError as exc:
-        raise UserError(f"{PROG}: {exc}") from None
     if args.scan_known:
         scanned = [(k.id, k.probabilities()) for k in known]
     else:
         scanned = [(m.id, m.probabilities()) for m in motifs if m.n_sites > 0][:args.scan_motifs]
-    hits = fimo_scan(scanned, ss.names, ss.seqs, threshold=args.scan_threshold)
+    counted = []
+
+    def records():
+        for rec in read_fasta_records(args.scan):
+            counted.append(len(rec[1]))
+            yield rec
+
+    try:
+        hits = fimo_scan(scanned, records(), threshold=args.scan_threshold)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{PROG}: --scan {exc}") from None
     with open(out / "hits.tsv", "w") as fh:
         fh.write("\t".join(HIT_COLUMNS) + "\n")
         for h in hits:
             fh.write(f"{h['seq']}\t{h['motif']}\t{h['start']}\t{h['end']}\t{h['strand']}\t{h['score']:.4f}\t"
                      f"{h['p_value']:.4g}\t{h['q_value']:.4g}\n")
-    return {"sequences": len(ss.seqs), "motifs": len(scanned), "threshold": args.scan_threshold, "hits": len(hits)}
+    return {"sequences": len(counted), "bases": int(sum(counted)), "motifs": len(scanned),
+            "threshold": args.scan_threshold, "hits": len(hits)}
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -535,8 +541,25 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.scan_known and not args.scan:
         raise UserError(f"{PROG}: --scan-known needs --scan FASTA")
     known = read_known(args.known) if args.known else None
-    if args.scan and not Path(args.scan).exists():
-        raise UserError(f"{PROG}: --scan {args.scan}: no such file")
+    if args.scan:
+        from bsp_fast.interpret import require
+        from bsp_fast.interpret.scan import read_fasta_records
+
+        require("memelite", "--scan (FIMO)")
+        if not Path(args.scan).is_file():
+            raise UserError(f"{PROG}: --scan {args.scan}: no such file")
+        try:
+            next(iter(read_fasta_records(args.scan)))  # the file is FASTA: fail now, not after the motifs
+        except (ValueError, OSError, UnicodeDecodeError, StopIteration) as exc:
+            raise UserError(f"{PROG}: --scan {exc or args.scan + ': no FASTA records'}") from None
+    if args.known or args.modisco:
+        from bsp_fast.interpret import require
+
+        if args.known:
+            require("memelite", "matching motifs with TomTom (--known)")
+        if args.modisco:
+            require("modiscolite", "--modisco (TF-MoDISco)")
+            require("captum", "--modisco attributions")
     model, ckpt = load_model(args.checkpoint)
     codes = _sequences(args, model, ckpt)
     min_len = model.min_length() if hasattr(model, "min_length") else 1

@@ -33,7 +33,7 @@ def _seqs():
 
 def test_hits_at_planted_sites_on_both_strands():
     names, seqs, motif = _seqs()
-    hits = fimo_scan([motif], names, seqs, threshold=1e-4)
+    hits = fimo_scan([motif], zip(names, seqs), threshold=1e-4)
     found = {(h["seq"], h["start"], h["end"], h["strand"]) for h in hits}
     assert {("s0", 10, 20, "+"), ("s1", 200, 210, "-"), ("s3", 990, 1000, "+")} <= found
     assert all(list(h) == list(HIT_COLUMNS) for h in hits)
@@ -47,11 +47,24 @@ def test_hits_at_planted_sites_on_both_strands():
 
 def test_chunked_scan_equals_one_scan():
     names, seqs, motif = _seqs()
-    one = fimo_scan([motif], names, seqs, threshold=1e-3)
-    many = fimo_scan([motif], names, seqs, threshold=1e-3, chunk_bases=60)  # a chunk per sequence or two
+    one = fimo_scan([motif], zip(names, seqs), threshold=1e-3)
+    # chunks of ~60 bases: records cut into pieces of 15 bases reaching 9 into the next
+    many = fimo_scan([motif], zip(names, seqs), threshold=1e-3, chunk_bases=60)
     key = lambda h: (h["seq"], h["start"], h["strand"])  # noqa: E731
     assert sorted(map(key, one)) == sorted(map(key, many))
     assert all(h["end"] <= len(seqs[int(h["seq"][1:])]) for h in many)
+
+
+def test_fasta_records_stream(tmp_path):
+    from bsp_fast.interpret.scan import read_fasta_records
+
+    fa = tmp_path / "x.fa"
+    fa.write_text(">a desc\nACGT\nNNAC\n>b\nNNNN\n>c\n")
+    recs = list(read_fasta_records(str(fa)))
+    assert [r[0] for r in recs] == ["a", "b", "c"] and recs[0][1].tolist() == [0, 1, 2, 3, 4, 4, 0, 1]
+    fa.write_text("ACGT\n")
+    with pytest.raises(ValueError, match="expected a FASTA header"):
+        list(read_fasta_records(str(fa)))
 
 
 def test_scan_command(tmp_path, capsys):
