@@ -295,7 +295,7 @@ def explain_one(model: torch.nn.Module, config: dict[str, Any], name: str, codes
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from bsp_fast.motifs import load_model
-    from bsp_fast.seqsets import SeqSetError, encode, read_fasta_set
+    from bsp_fast.seqsets import encode
 
     if args.motif and not re.fullmatch(r"[ACGTacgt]+", args.motif):
         raise UserError(f"{PROG}: --motif {args.motif!r}: expected bases A, C, G, T")
@@ -309,11 +309,20 @@ def _main(argv: Sequence[str] | None) -> int:
             raise UserError(f"{PROG}: --sequence has no valid base (expected A, C, G or T)")
         records.append((args.name, codes))
     else:
-        try:
-            ss = read_fasta_set(args.fasta, "--fasta")
-        except SeqSetError as exc:
-            raise UserError(f"{PROG}: {exc}") from None
-        records += list(zip(ss.names, ss.seqs))[:max(1, args.max_records)]
+        from bsp_fast.interpret.scan import read_fasta_records
+
+        if not Path(args.fasta).is_file():
+            raise UserError(f"{PROG}: --fasta {args.fasta}: no such file")
+        try:  # streamed: only the first --max-records records with a valid base are read
+            for name, codes in read_fasta_records(args.fasta):
+                if (codes < 4).any():
+                    records.append((name, codes))
+                if len(records) >= max(1, args.max_records):
+                    break
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{PROG}: --fasta {exc}") from None
+        if not records:
+            raise UserError(f"{PROG}: --fasta {args.fasta}: no sequences with a valid base (A, C, G or T)")
     model, ckpt = load_model(args.checkpoint)
     if args.method == "deepliftshap":
         from bsp_fast.interpret.attributions import deeplift_blocker

@@ -133,4 +133,4 @@ def read_fasta_records(path: str) -> Iterator[tuple[str, np.ndarray]]:
     if name is not None:
         yield name, np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
     if not seen:
-        raise ValueError(f"{path}: no FASTA records")
+        raise ValueError(f"{path}: no sequences (no FASTA records)")
