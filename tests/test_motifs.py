@@ -238,3 +238,17 @@ def test_builtin_top_motif_matches_gabpa(tmp_path_factory):
     assert best["q_value"] < 0.05
     elk1 = next(r for r in rows if r["known_name"] == "ELK1")
     assert elk1["rank"] > 2 and elk1["p_value"] > 10 * best["p_value"]
+
+
+def test_without_the_interpret_extra(planted_run, tmp_path, capsys, monkeypatch):
+    """Kernels and logos need no extra; --known (TomTom) names the missing package and the extra in one line."""
+    import sys
+
+    _, fa, ck = planted_run
+    monkeypatch.setitem(sys.modules, "memelite", None)  # as if the interpret extra were not installed
+    assert mo.main(["--checkpoint", str(ck), "--fasta", str(fa), "--logos", "0", "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    rc = mo.main(["--checkpoint", str(ck), "--fasta", str(fa), "--known", str(KNOWN), "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("bsp-fast motifs") and "memelite" in err and "bsp_fast[interpret]" in err, err
