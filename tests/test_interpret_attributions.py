@@ -139,7 +139,8 @@ def test_integrated_gradients_through_the_fused_gru_and_occupancy_head():
     """The default model's kind (hybrid, occupancy head): IG runs through FusedBiGRU and the head's
     log/prod pooling; measured relative deltas ~2e-4 (64 points); tolerance 2 %."""
     torch.manual_seed(0)
-    model = build_model("hybrid", region=40, flank=10, filters=4, hidden=4, dense=4, head="occupancy").eval()
+    model = build_model("hybrid", region=40, flank=10, filters=4, hidden=4, dense=4, head="occupancy",
+                        members=2).eval()  # an ensemble, as the default run trains
     codes = np.random.default_rng(0).integers(0, 5, size=(3, 60)).astype(np.uint8)
     att = A.integrated_gradients(model, A.one_hot_codes(codes))
     assert np.abs(att.delta).max() <= 0.02 * np.abs(att.output - att.reference_output).max() + 1e-6
