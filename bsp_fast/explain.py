@@ -17,9 +17,22 @@ importance ``logit(reference) - mean(logit of its three mutants)``. The scored i
 is ``window`` (default): the model's window where the track peaks (the whole sequence when it is no
 longer than the window), or ``sequence``: the whole sequence as one input.
 
+**Attribution method** (``--method``): ``ism`` (default; above), ``ig`` (integrated gradients,
+captum, from the all-N baseline) or ``deepliftshap`` (DeepLIFT/SHAP, tangermeme, against 20
+dinucleotide shuffles; the dense-head cnn and ensembles of it: the FusedBiGRU models and the
+occupancy head are refused with a line naming the blocking operation, pointing to ``ig``), on the
+same input as ISM. The gradient methods need the ``interpret`` extra (``pip install
+"bsp_fast[interpret]"``). Their completeness (sum of the attributions vs ``f(x) - f(reference)``)
+is checked and reported per record in summary.json (``completeness_delta``, ``output``,
+``reference_output``).
+
 Outputs per record ``NAME``: ``NAME.track.tsv`` (position, base, logit, probability, in_motif),
-``NAME.track.png``, ``NAME.ism.tsv`` (position, ref, delta A, C, G, T, importance),
-``NAME.ism.png``; and ``summary.json``.
+``NAME.track.png``; with ``ism``: ``NAME.ism.tsv`` (position, ref, delta A, C, G, T, importance),
+``NAME.ism.png``; with ``ig`` / ``deepliftshap``: ``NAME.METHOD.tsv`` (position, ref, hypothetical
+A, C, G, T, attribution of the observed base), ``NAME.METHOD.png``; always ``NAME.METHOD.npz``
+(float32 ``[1, 4, L]`` arrays ``ohe`` (one-hot input), ``attr`` (the observed bases'
+attributions; for ISM, each base's importance) and ``hypothetical`` (every base's; for ISM, the
+delta); modisco-lite takes ``ohe`` and ``hypothetical``), and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -61,10 +74,10 @@ def per_base_track(model: torch.nn.Module, codes: np.ndarray, region: int, flank
 
 
 def ism_map(model: torch.nn.Module, codes: np.ndarray) -> tuple[float, np.ndarray]:
-    """(reference logit, delta [L, 4]) of one sequence; see :func:`bsp_fast.motifs.ism_scores`."""
-    from bsp_fast.motifs import ism_scores
+    """(reference logit, delta [L, 4]) of one sequence; see :func:`bsp_fast.interpret.attributions.ism`."""
+    from bsp_fast.interpret.attributions import ism
 
-    ref, delta = ism_scores(model, np.asarray(codes, dtype=np.uint8)[None, :])
+    ref, delta = ism(model, np.asarray(codes, dtype=np.uint8)[None, :])
     return float(ref[0]), delta[0]
 
 
@@ -145,6 +158,35 @@ def _plot_ism(path: Path, name: str, codes: np.ndarray, delta: np.ndarray, start
     _save(fig, path)
 
 
+def _plot_attr(path: Path, name: str, method: str, attr: np.ndarray, hyp: np.ndarray, start: int) -> None:
+    """Logo of the observed bases' attributions [4, L] over a heat map of the hypothetical ones."""
+    import logomaker
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from bsp_fast.plots import _save
+
+    length = attr.shape[1]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(min(24.0, max(8.0, 0.12 * length)), 4.8), sharex=True,
+                                   gridspec_kw={"height_ratios": [1, 1.1]})
+    logomaker.Logo(pd.DataFrame(attr.T, columns=list("ACGT"), index=np.arange(start + 1, start + length + 1)), ax=ax1,
+                   color_scheme="classic")
+    label = {"ig": "integrated gradients", "deepliftshap": "DeepLIFT/SHAP"}.get(method, method)
+    ax1.set(ylabel="attribution\n(logit)", title=f"{name}: {label} (positions {start + 1}-{start + length})")
+    lim = float(np.abs(hyp).max()) or 1.0
+    im = ax2.imshow(hyp, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                    extent=(start + 0.5, start + length + 0.5, 3.5, -0.5))
+    ax2.set_xlim(start + 0.5, start + length + 0.5)
+    ax2.set_yticks(range(4))
+    ax2.set_yticklabels(list("ACGT"))
+    ax2.set_xlabel("position (bp)")
+    fig.colorbar(im, ax=[ax1, ax2], label="hypothetical attribution", shrink=0.8)
+    _save(fig, path)
+
+
 def build_parser() -> ArgumentParser:
     """The ``bsp-fast explain`` options."""
     p = ArgumentParser(prog=PROG, description="Per-base prediction track and in-silico mutagenesis of sequences.")
@@ -158,7 +200,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--mark", help="mark START-END (1-based, inclusive), e.g. 41-55")
     p.add_argument("--ism-on", choices=["window", "sequence"], default="window",
                    help="mutate the model's window at the track's peak (default) or the whole sequence")
-    p.add_argument("--max-ism", type=int, default=2000, help="longest input to mutate (default 2000 bp)")
+    p.add_argument("--method", choices=["ism", "ig", "deepliftshap"], default="ism",
+                   help="attributions: in-silico mutagenesis (default), integrated gradients (captum) or "
+                        "DeepLIFT/SHAP (tangermeme); ig and deepliftshap need the interpret extra")
+    p.add_argument("--max-ism", type=int, default=2000, help="longest input to mutate or attribute (default 2000 bp)")
     p.add_argument("--out", required=True, help="output directory")
     return p
 
@@ -210,18 +255,39 @@ def explain_one(model: torch.nn.Module, config: dict[str, Any], name: str, codes
         ism_in[lo - start:hi - start] = codes[lo:hi]
     if len(ism_in) > args.max_ism:
         raise UserError(f"{PROG}: {name}: {len(ism_in)} bp to mutate is more than --max-ism {args.max_ism}")
-    ref, delta = ism_map(model, ism_in)
+    from bsp_fast.interpret import attributions as attrib
+
+    method = getattr(args, "method", "ism")
     ism_seq = decode(ism_in)
-    with open(out / f"{stem}.ism.tsv", "w") as fh:
-        fh.write("position\tref\tA\tC\tG\tT\timportance\n")
-        for j in range(len(ism_in)):
-            imp = -delta[j].sum() / 3.0 if ism_in[j] < 4 else 0.0
-            fh.write(f"{start + j + 1}\t{ism_seq[j]}\t" + "\t".join(f"{v:.5g}" for v in delta[j]) + f"\t{imp:.5g}\n")
-    _plot_ism(out / f"{stem}.ism.png", name, ism_in, delta, start)
+    ohe = attrib.one_hot_codes(ism_in)  # [1, 4, L]
+    extra: dict[str, Any] = {}
+    if method == "ism":
+        ref, delta = ism_map(model, ism_in)
+        with open(out / f"{stem}.ism.tsv", "w") as fh:
+            fh.write("position\tref\tA\tC\tG\tT\timportance\n")
+            for j in range(len(ism_in)):
+                imp = -delta[j].sum() / 3.0 if ism_in[j] < 4 else 0.0
+                fh.write(f"{start + j + 1}\t{ism_seq[j]}\t" + "\t".join(f"{v:.5g}" for v in delta[j]) + f"\t{imp:.5g}\n")
+        _plot_ism(out / f"{stem}.ism.png", name, ism_in, delta, start)
+        imp = attrib.ism_importance(ism_in, delta)
+        attr, hyp = (ohe * imp[None, None, :]).astype(np.float32), delta.T[None].astype(np.float32)
+    else:
+        att = (attrib.integrated_gradients(model, ohe) if method == "ig" else attrib.deep_lift_shap(model, ohe))
+        ref, attr, hyp = float(att.output[0]), att.attr, att.hypothetical
+        obs = attr[0].sum(axis=0)
+        with open(out / f"{stem}.{method}.tsv", "w") as fh:
+            fh.write("position\tref\tA\tC\tG\tT\tattribution\n")
+            for j in range(len(ism_in)):
+                fh.write(f"{start + j + 1}\t{ism_seq[j]}\t" + "\t".join(f"{v:.5g}" for v in hyp[0, :, j])
+                         + f"\t{obs[j]:.5g}\n")
+        _plot_attr(out / f"{stem}.{method}.png", name, method, attr[0], hyp[0], start)
+        extra = {"output": float(att.output[0]), "reference_output": float(att.reference_output[0]),
+                 "completeness_delta": float(att.delta[0]), "completeness_relative": float(att.relative_delta()[0])}
+    np.savez_compressed(out / f"{stem}.{method}.npz", ohe=ohe, attr=attr, hypothetical=hyp)
     peak = int(np.argmax(prob))
     return {"name": name, "length": int(len(codes)), "max_probability": float(prob.max()), "peak_position": peak + 1,
-            "motif_marks": [[s + 1, e, st] for s, e, st in marks], "ism_reference_logit": ref,
-            "ism_start": start + 1, "ism_length": int(len(ism_in)),
+            "motif_marks": [[s + 1, e, st] for s, e, st in marks], "method": method, "ism_reference_logit": ref,
+            "ism_start": start + 1, "ism_length": int(len(ism_in)), **extra,
             "mean_probability_in_motif": float(prob[in_motif].mean()) if in_motif.any() else None,
             "mean_probability_outside": float(prob[~in_motif].mean()) if (~in_motif).any() else None}
 
@@ -229,7 +295,7 @@ def explain_one(model: torch.nn.Module, config: dict[str, Any], name: str, codes
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from bsp_fast.motifs import load_model
-    from bsp_fast.seqsets import SeqSetError, encode, read_fasta_set
+    from bsp_fast.seqsets import encode
 
     if args.motif and not re.fullmatch(r"[ACGTacgt]+", args.motif):
         raise UserError(f"{PROG}: --motif {args.motif!r}: expected bases A, C, G, T")
@@ -243,12 +309,28 @@ def _main(argv: Sequence[str] | None) -> int:
             raise UserError(f"{PROG}: --sequence has no valid base (expected A, C, G or T)")
         records.append((args.name, codes))
     else:
-        try:
-            ss = read_fasta_set(args.fasta, "--fasta")
-        except SeqSetError as exc:
-            raise UserError(f"{PROG}: {exc}") from None
-        records += list(zip(ss.names, ss.seqs))[:max(1, args.max_records)]
+        from bsp_fast.interpret.scan import read_fasta_records
+
+        if not Path(args.fasta).is_file():
+            raise UserError(f"{PROG}: --fasta {args.fasta}: no such file")
+        try:  # streamed: only the first --max-records records with a valid base are read
+            for name, codes in read_fasta_records(args.fasta):
+                if (codes < 4).any():
+                    records.append((name, codes))
+                if len(records) >= max(1, args.max_records):
+                    break
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{PROG}: --fasta {exc}") from None
+        if not records:
+            raise UserError(f"{PROG}: --fasta {args.fasta}: no sequences with a valid base (A, C, G or T)")
     model, ckpt = load_model(args.checkpoint)
+    if args.method == "deepliftshap":
+        from bsp_fast.interpret.attributions import deeplift_blocker
+
+        blocker = deeplift_blocker(model)
+        if blocker is not None:
+            raise UserError(f"{PROG}: --method deepliftshap cannot run through {blocker}; use --method ig "
+                            "(integrated gradients)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = [explain_one(model, model.config, name, codes, out, args) for name, codes in records]
@@ -256,16 +338,27 @@ def _main(argv: Sequence[str] | None) -> int:
                                                   "records": results}, indent=1) + "\n")
     for r in results:
         extra = ""
+        if "completeness_delta" in r:
+            extra += (f"; {args.method}: f(x) {r['output']:.3f}, f(reference) {r['reference_output']:.3f}, "
+                      f"completeness delta {r['completeness_delta']:.2g}")
         if r["mean_probability_in_motif"] is not None:
-            extra = f"; mean P in motif {r['mean_probability_in_motif']:.3f} vs outside {r['mean_probability_outside']:.3f}"
+            extra += f"; mean P in motif {r['mean_probability_in_motif']:.3f} vs outside {r['mean_probability_outside']:.3f}"
         print(f"{r['name']}: {r['length']} bp, max P(bound) {r['max_probability']:.3f} at {r['peak_position']}{extra}")
-    print(f"wrote {out}/<name>.track.tsv/.png, <name>.ism.tsv/.png, summary.json")
+    print(f"wrote {out}/<name>.track.tsv/.png, <name>.{args.method}.tsv/.png/.npz, summary.json")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``bsp-fast explain``: exit status 0, or 2 with one line on stderr for a user's mistake."""
-    return guard(PROG, lambda: _main(argv))
+    from bsp_fast.interpret import MissingExtra
+
+    def run() -> int:
+        try:
+            return _main(argv)
+        except MissingExtra as exc:
+            raise UserError(f"{PROG}: {exc}") from None
+
+    return guard(PROG, run)
 
 
 if __name__ == "__main__":

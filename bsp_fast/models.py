@@ -238,6 +238,24 @@ class _Base(nn.Module):
             out = 0.5 * (out + self.logits(revcomp_codes(codes)))
         return out.float()
 
+    def logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_one_hot(self, x: torch.Tensor) -> torch.Tensor:
+        """The same logits [B] from a one-hot (or any real-valued) input ``x`` [B, 4, L] (A, C, G, T rows;
+        an N base is an all-zero column): ``forward_one_hot(one_hot(codes).transpose(1, 2)) == forward(codes)``.
+        Differentiable in ``x``, for gradient attributions (integrated gradients, DeepLIFT)."""
+        if x.dim() != 3 or x.shape[1] != 4:
+            raise ValueError(f"{self.name}: expected one-hot input [B, 4, L], got shape {tuple(x.shape)}")
+        if x.shape[2] < self.min_length():
+            raise ValueError(f"{self.name}: sequences of {x.shape[2]} bp are shorter than the "
+                             f"minimum {self.min_length()} bp")
+        x = x.float()
+        out = self.logits_one_hot(x)
+        if self.rc_average and not self.training:
+            out = 0.5 * (out + self.logits_one_hot(x.flip(1).flip(2)))  # reverse complement: both axes reversed
+        return out.float()
+
 
 class BiGRUNet(_Base):
     """One-hot -> FusedBiGRU -> [fwd state at region end, bwd state at region start] -> Linear."""
@@ -278,8 +296,13 @@ class BiGRUNet(_Base):
         return self.gru(one_hot(codes))[0]
 
     def logits(self, codes: torch.Tensor) -> torch.Tensor:
-        y = self._run_gru(codes)  # [B, L, 2H]
-        length = codes.shape[1]
+        return self._head(self._run_gru(codes), codes.shape[1])
+
+    def logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:
+        return self._head(self.gru(x.transpose(1, 2).contiguous())[0], x.shape[2])
+
+    def _head(self, y: torch.Tensor, length: int) -> torch.Tensor:
+        # y: [B, L, 2H]
         h = self.hidden
         fwd = y[:, length - self.flank - 1, :h]  # forward: left flank + region read
         bwd = y[:, self.flank, h:]  # backward: right flank + region read from the right
@@ -311,10 +334,12 @@ class CNNNet(_Base):
         return self.kernel_size
 
     def logits(self, codes: torch.Tensor) -> torch.Tensor:
-        x = one_hot(codes).transpose(1, 2)  # [B, 4, L]
+        return self.logits_one_hot(one_hot(codes).transpose(1, 2))  # [B, 4, L]
+
+    def logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:
         c = strand_conv(self.conv, x, self.rc_conv)
         if self.head == "occupancy":
-            return self._occupancy(c, codes.shape[1])
+            return self._occupancy(c, x.shape[2])
         # max: the best match; mean (DeepBind's optional average pool): how much of it, e.g. CpG density
         x = torch.cat([c.amax(dim=2), c.mean(dim=2)], dim=1) if self.mean_pool else c.amax(dim=2)
         return self.mlp(x).squeeze(1)
@@ -361,7 +386,10 @@ class HybridNet(_Base):
         return self.kernel_size
 
     def logits(self, codes: torch.Tensor) -> torch.Tensor:
-        x = one_hot(codes).transpose(1, 2)  # [B, 4, L]
+        return self.logits_one_hot(one_hot(codes).transpose(1, 2))  # [B, 4, L]
+
+    def logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[2]
         c = strand_conv(self.conv, x, self.rc_conv)  # [B, F, L]
         x = self.drop(self.pool(c))  # [B, F, L / pool]
         y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]
@@ -369,13 +397,13 @@ class HybridNet(_Base):
         if self.head == "occupancy":  # each pooled position's site logit from its filters and GRU states
             a = self.site(torch.cat([x, y.transpose(1, 2)], 1)).squeeze(1)  # [B, T]
             centres = torch.arange(a.shape[1], device=a.device) * self.pool_size + self.pool_size // 2
-            return occupancy_logit(a, centres, self.flank, codes.shape[1])
+            return occupancy_logit(a, centres, self.flank, length)
         # the GRU's summary (motif arrangement and context) plus each filter's best match (DeepBind's
         # global max pool: a short gradient path that lets the filters find the motifs early)
         parts = [y[:, -1, :h], y[:, 0, h:], c.amax(dim=2)]
         if self.center_max:
             length = c.shape[2]
-            lo, hi = middle_half(self.flank, codes.shape[1])
+            lo, hi = middle_half(self.flank, length)
             lo = min(lo, length - 1)
             parts.append(c[:, :, lo:min(max(hi, lo + 1), length)].amax(dim=2))
         feat = torch.cat(parts, dim=1)
@@ -431,10 +459,9 @@ class DenseHybridNet(_Base):
                              f"{self.region} + a multiple of step {self.step}")
         return inner // self.step + 1
 
-    def features(self, codes: torch.Tensor) -> torch.Tensor:
-        """Pooled both-strand filter responses [B, F, L / pool] (dropout applied in training)."""
-        c = both_strands_conv(self.conv, one_hot(codes).transpose(1, 2))
-        return self.drop(self.pool(c))
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled both-strand filter responses [B, F, L / pool] of one-hot ``x`` [B, 4, L] (dropout in training)."""
+        return self.drop(self.pool(both_strands_conv(self.conv, x)))
 
     def sites_from_features(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]
@@ -442,7 +469,7 @@ class DenseHybridNet(_Base):
 
     def site_logits(self, codes: torch.Tensor) -> torch.Tensor:
         """Per-site logits [B, L / pool]; site t is centred at ``t * pool + pool // 2``."""
-        return self.sites_from_features(self.features(codes))
+        return self.sites_from_features(self.features(one_hot(codes).transpose(1, 2)))
 
     def _bins(self, a: torch.Tensor, n: int) -> torch.Tensor:
         p = self.pool_size
@@ -450,8 +477,12 @@ class DenseHybridNet(_Base):
 
     def bin_logits(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, n] logits of every bin of a stretch (both strands averaged where ``rc_average`` and in eval)."""
-        n = self.n_bins(codes.shape[1])
-        x = self.features(codes)
+        return self.bin_logits_one_hot(one_hot(codes).transpose(1, 2))
+
+    def bin_logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`bin_logits` of a one-hot (or any real-valued) input [B, 4, L]; differentiable in it."""
+        n = self.n_bins(x.shape[2])
+        x = self.features(x.float())
         out = self._bins(self.sites_from_features(x), n)
         if self.rc_average and not self.training:
             # the reverse strand's features are these reversed (exact: both-strand filters, odd
@@ -471,6 +502,16 @@ class DenseHybridNet(_Base):
             raise ValueError(f"{self.name}: sequences of {codes.shape[1]} bp are shorter than the "
                              f"minimum {self.min_length()} bp")
         out = self.bin_logits(codes).float()
+        return out.squeeze(1) if out.shape[1] == 1 else out
+
+    def forward_one_hot(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` of a one-hot input [B, 4, L] (gradient attributions)."""
+        if x.dim() != 3 or x.shape[1] != 4:
+            raise ValueError(f"{self.name}: expected one-hot input [B, 4, L], got shape {tuple(x.shape)}")
+        if x.shape[2] < self.min_length():
+            raise ValueError(f"{self.name}: sequences of {x.shape[2]} bp are shorter than the "
+                             f"minimum {self.min_length()} bp")
+        out = self.bin_logits_one_hot(x).float()
         return out.squeeze(1) if out.shape[1] == 1 else out
 
 
@@ -521,6 +562,11 @@ class Ensemble(nn.Module):
 
     def n_bins(self, length: int) -> int:
         return self.members[0].n_bins(length)
+
+    def forward_one_hot(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_Base.forward_one_hot` of every member, combined as :meth:`forward` combines them."""
+        out = torch.stack([m.forward_one_hot(x) for m in self.members])
+        return out if self.training else out.mean(0)
 
 
 def build_model(name: str, **options: Any) -> nn.Module:

@@ -14,6 +14,14 @@ the one-hot encoding), one row per motif position.
 
 Malformed input raises :class:`MotifFormatError` (a ``ValueError``) whose message starts with
 ``path:line:`` and says what was expected.
+
+Why these readers and writers stay ours rather than memelite's (``memelite.io``, which TomTom and
+FIMO here otherwise come from): memelite has no JASPAR reader or writer at all, and its
+``read_meme`` does not check what it reads (no ``ALPHABET`` / ``alength`` check, rows of the wrong
+length or not summing to 1 are taken or fail with a bare NumPy error, no line numbers, ``nsites``
+dropped), so a user's broken file would not give one line naming the file and line; its
+``write_meme`` writes ``nsites= 1`` for every motif. The MEME files written here read back with
+``memelite.io.read_meme`` to the same matrices (tests/test_interpret_matching.py).
 """
 
 from __future__ import annotations
@@ -122,6 +130,7 @@ def _read_lines(path: str | os.PathLike) -> list[str]:
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _JASPAR_ROW = re.compile(r"^\s*([ACGTacgt])\s*\[?\s*((?:" + _NUMBER + r"\s*)+)\]?\s*$")
 _BARE_ROW = re.compile(r"^\s*((?:" + _NUMBER + r"\s*)+)$")
+_EMPTY_ROW = re.compile(r"^\s*[ACGTacgt]\s*\[\s*\]\s*$")
 
 
 def _numbers(text: str, path, line: int) -> list[float]:
@@ -186,6 +195,8 @@ def read_jaspar(path: str | os.PathLike) -> list[Motif]:
                 raise MotifFormatError(path, i, "empty motif header: expected '>ID NAME'")
             header = (parts[0], parts[1].strip() if len(parts) > 1 else parts[0], i)
             continue
+        if _EMPTY_ROW.match(text):
+            raise MotifFormatError(path, i, f"motif {header[0] if header else '?'}: zero-width matrix (row {text[0]} has no columns)")
         m = _JASPAR_ROW.match(text)
         if m:
             rows.append((i, m.group(1).upper(), _numbers(m.group(2), path, i)))
@@ -249,6 +260,8 @@ def read_meme(path: str | os.PathLike) -> list[Motif]:
                 nsites = float(opts["nsites"]) if "nsites" in opts else None
             except ValueError:
                 raise MotifFormatError(path, lineno, f"bad w= or nsites= value in {text!r}") from None
+            if width is not None and width < 1:
+                raise MotifFormatError(path, lineno, f"motif {current[0]}: zero-width matrix (w= {width})")
             rows = []
             while i < n and (width is None or len(rows) < width):
                 row_text = lines[i].strip()

@@ -36,7 +36,6 @@ motifs in importance order, their matches best first, ``rank`` 1 = best match).
 from __future__ import annotations
 
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,7 @@ from bsp_fast.cli import ArgumentParser, UserError, guard
 
 PROG = "bsp-fast motifs"
 
-__all__ = ["LearnedMotif", "conv_motifs", "ism_motifs", "ism_scores", "match_motif", "match_all", "write_jaspar",
+__all__ = ["LearnedMotif", "conv_motifs", "ism_motifs", "ism_scores", "match_all", "write_jaspar",
            "information_content", "builtin_windows", "load_model", "main"]
 
 
@@ -238,34 +237,11 @@ def conv_motifs(model: nn.Module, codes: np.ndarray, threshold: float = 0.5) -> 
 # ------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
 def ism_scores(model: nn.Module, codes: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """In-silico mutagenesis of each sequence of ``codes`` [n, L]:
+    """In-silico mutagenesis (:func:`bsp_fast.interpret.attributions.ism`): (reference logits [n], delta [n, L, 4])."""
+    from bsp_fast.interpret.attributions import ism
 
-    returns (reference logits [n], delta [n, L, 4]: logit(mutant with base b at position i) minus
-    the reference logit; 0 at the reference base; N positions get 0 deltas for all bases).
-    """
-    codes = np.ascontiguousarray(codes, dtype=np.uint8)
-    n, length = codes.shape
-    model.eval()
-    ref = np.zeros(n)
-    delta = np.zeros((n, length, 4))
-    for s in range(n):
-        seq = codes[s]
-        mut = np.repeat(seq[None, :], length * 4, axis=0)
-        pos = np.repeat(np.arange(length), 4)
-        base = np.tile(np.arange(4), length)
-        mut[np.arange(length * 4), pos] = base
-        keep = seq[pos] != base
-        keep &= seq[pos] < 4
-        batch = np.concatenate([seq[None, :], mut[keep]])
-        logits = np.concatenate([model(torch.from_numpy(batch[i:i + batch_size])).float().numpy()
-                                 for i in range(0, len(batch), batch_size)]).astype(np.float64)
-        ref[s] = logits[0]
-        d = np.zeros(length * 4)
-        d[keep] = logits[1:] - logits[0]
-        delta[s] = d.reshape(length, 4)
-    return ref, delta
+    return ism(model, codes, batch_size)
 
 
 def ism_motifs(model: nn.Module, codes: np.ndarray, n_seqs: int = 100, width: int = 12, n_motifs: int = 4,
@@ -307,50 +283,21 @@ def ism_motifs(model: nn.Module, codes: np.ndarray, n_seqs: int = 100, width: in
 
 
 # ------------------------------------------------------------------------------------------------
-# similarity to known motifs
+# similarity to known motifs (TomTom)
 # ------------------------------------------------------------------------------------------------
 
 
-def _column_pcc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of matching rows of a [m, 4] and b [m, 4] (0 where a row is constant)."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    num = (a * b).sum(axis=1)
-    return np.where(den > 1e-12, num / np.where(den > 1e-12, den, 1.0), 0.0)
-
-
-def match_motif(learned: np.ndarray, known: np.ndarray) -> tuple[float, int, str]:
-    """Best (score, offset, strand) of a known PPM [m, 4] against a learned PPM [w, 4] (see module doc)."""
-    w, m = len(learned), len(known)
-    min_overlap = min(w, max(1, math.ceil(m / 2)))
-    best = (-math.inf, 0, "+")
-    for strand, kn in (("+", known), ("-", known[::-1, ::-1])):
-        for off in range(-(m - min_overlap), w - min_overlap + 1):
-            lo, hi = max(0, off), min(w, off + m)
-            if hi - lo < min_overlap:
-                continue
-            score = float(_column_pcc(learned[lo:hi], kn[lo - off:hi - off]).sum() / m)
-            if score > best[0] + 1e-12:
-                best = (score, off, strand)
-    return best
-
-
 def match_all(motifs: list[LearnedMotif], known: Sequence[Any], top: int | None = None) -> list[dict[str, Any]]:
-    """Rows of matches.tsv: motifs in the given (importance) order, each with its matches best first."""
+    """Rows of matches.tsv: motifs in the given (importance) order, each with its TomTom matches best
+    first (:func:`bsp_fast.interpret.matching.tomtom_matches`: rank by p-value; ``score`` is TomTom's
+    statistic, ``p_value``, ``q_value``, ``offset``, ``strand``). Needs the ``interpret`` extra."""
+    from bsp_fast.interpret.matching import tomtom_matches
+
+    shown = [m for m in motifs if m.n_sites > 0]
     rows = []
-    for mot in motifs:
-        if mot.n_sites == 0:
-            continue
-        ppm = mot.probabilities()
-        res = []
-        for k in known:
-            score, off, strand = match_motif(ppm, k.probabilities(pseudocount=0.0))
-            res.append((score, k.id, k.name, off, strand))
-        res.sort(key=lambda r: (-r[0], r[1]))
-        for rank, (score, kid, kname, off, strand) in enumerate(res[:top] if top else res, start=1):
-            rows.append({"motif": mot.id, "rank": rank, "known_id": kid, "known_name": kname, "score": score,
-                         "offset": off, "strand": strand, "filter": mot.name, "importance": mot.importance})
+    for mot, matches in zip(shown, tomtom_matches([(m.id, m.probabilities()) for m in shown], known, top)):
+        for r in matches:
+            rows.append({"motif": mot.id, **r, "filter": mot.name, "importance": mot.importance})
     return rows
 
 
@@ -424,8 +371,8 @@ def write_logos(motifs: Sequence[LearnedMotif], out: Path, n: int) -> list[Path]
 
 def build_parser() -> ArgumentParser:
     """The ``bsp-fast motifs`` options."""
-    p = ArgumentParser(prog=PROG, description="First-layer kernels (or ISM seqlets) of a trained model as motifs, "
-                       "logos and matches to known motifs.")
+    p = ArgumentParser(prog=PROG, description="First-layer kernels (or ISM seqlets, or TF-MoDISco patterns) of a "
+                       "trained model as motifs, logos, TomTom matches to known motifs and FIMO hits.")
     p.add_argument("--checkpoint", required=True, help="bsp_fast checkpoint (final.pt of cv, checkpoint.pt/best.pt of train)")
     s = p.add_mutually_exclusive_group()
     s.add_argument("--fasta", help="sequence set to scan (FASTA; default: the built-in data set's windows)")
@@ -435,7 +382,7 @@ def build_parser() -> ArgumentParser:
                    help="centre-trim / N-pad sequences to this length (default: the model's window)")
     p.add_argument("--builtin-cache", default=None, help="cache root of the built-in data set")
     p.add_argument("--builtin-scale", type=float, default=None, help="built-in genome scale (default 1)")
-    p.add_argument("--known", help="known motifs to match (JASPAR or MEME file)")
+    p.add_argument("--known", help="known motifs to match with TomTom (JASPAR or MEME file; needs the interpret extra)")
     p.add_argument("--top-matches", type=int, default=0, help="matches per motif in matches.tsv (default all)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="collect subsequences activating a kernel above this fraction of its maximum (default 0.5)")
@@ -443,6 +390,16 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--ism-seqs", type=int, default=100, help="recurrent models: sequences for ISM seqlets (default 100)")
     p.add_argument("--seqlet-width", type=int, default=12, help="recurrent models: seqlet width (default 12)")
     p.add_argument("--n-motifs", type=int, default=4, help="recurrent models: seqlet clusters (default 4)")
+    p.add_argument("--scan", metavar="FASTA", help="FIMO hits of the learned motifs (or of --known with --scan-known) "
+                   "in these sequences -> hits.tsv (needs the interpret extra)")
+    p.add_argument("--scan-known", action="store_true", help="--scan with the --known motifs instead of the learned ones")
+    p.add_argument("--scan-threshold", type=float, default=1e-4, help="--scan: report hits with p-value below this (default 1e-4)")
+    p.add_argument("--scan-motifs", type=int, default=8, help="--scan: the N most important learned motifs (default 8)")
+    p.add_argument("--modisco", action="store_true", help="TF-MoDISco patterns of the attributions of the top-scoring "
+                   "windows -> modisco/ (needs the interpret extra)")
+    p.add_argument("--modisco-seqs", type=int, default=500, help="--modisco: the N top-scoring windows (default 500)")
+    p.add_argument("--attr-method", choices=["auto", "ig", "deepliftshap"], default="auto",
+                   help="--modisco attributions: deepliftshap where the model allows it, else ig (default auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
     return p
@@ -466,20 +423,143 @@ def _sequences(args, model, ckpt) -> np.ndarray:
     return codes
 
 
+def read_known(path: str, flag: str = "--known") -> list[Any]:
+    """Motifs of a JASPAR or MEME file; UserError (one line naming the file) when it is not one."""
+    from bsp_fast.motif_io import read_motifs
+
+    try:
+        return read_motifs(path)
+    except FileNotFoundError:
+        raise UserError(f"{PROG}: {flag} {path}: no such motif file (expected JASPAR or MEME)") from None
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{PROG}: {flag} {exc} (expected a JASPAR or MEME motif file)") from None
+
+
+def _write_matches(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w") as fh:
+        fh.write("motif\trank\tknown_id\tknown_name\tscore\toffset\tstrand\tp_value\tq_value\toverlap\tfilter\timportance\n")
+        for r in rows:
+            fh.write(f"{r['motif']}\t{r['rank']}\t{r['known_id']}\t{r['known_name']}\t{r['score']:.4f}\t{r['offset']}\t"
+                     f"{r['strand']}\t{r['p_value']:.4g}\t{r['q_value']:.4g}\t{r['overlap']}\t{r['filter']}\t"
+                     f"{r['importance']:.6g}\n")
+
+
+def _best_lines(rows: list[dict[str, Any]]) -> list[str]:
+    return [f"{r['motif']} ({r['filter']}): {r['known_id']} {r['known_name']} p {r['p_value']:.3g} q {r['q_value']:.3g} "
+            f"score {r['score']:.1f} offset {r['offset']} strand {r['strand']}" for r in rows if r["rank"] == 1][:5]
+
+
+def _write_set(motifs: list[LearnedMotif], out: Path, n_logos: int, known: list[Any] | None, top: int | None) -> list[dict]:
+    """motifs.meme, motifs.jaspar, motifs.tsv, logos, and matches.tsv (with known) of one motif set in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    _write_meme(motifs, out / "motifs.meme")
+    write_jaspar(motifs, out / "motifs.jaspar")
+    with open(out / "motifs.tsv", "w") as fh:
+        fh.write("motif\tfilter\timportance\tsites\tconsensus\tinformation_bits\n")
+        for m in motifs:
+            ic = information_content(m.probabilities()).sum() if m.n_sites else 0.0
+            fh.write(f"{m.id}\t{m.name}\t{m.importance:.6g}\t{m.n_sites}\t{m.consensus()}\t{ic:.2f}\n")
+    if n_logos:
+        write_logos(motifs, out, n_logos)
+    rows: list[dict] = []
+    if known is not None:
+        rows = match_all(motifs, known, top)
+        _write_matches(out / "matches.tsv", rows)
+    return rows
+
+
+def modisco_motifs(model: nn.Module, codes: np.ndarray, n_seqs: int = 500, method: str = "auto", seed: int = 0,
+                   n_leiden: int = 8) -> tuple[list[LearnedMotif], dict[str, Any]]:
+    """TF-MoDISco motifs of the attributions of the ``n_seqs`` top-scoring windows of ``codes``.
+
+    Attributions: DeepLIFT/SHAP where the model allows it (``method="auto"``), else integrated
+    gradients. Returns (motifs: positive patterns first, trimmed to their contributing columns,
+    importance = summed contribution, sites = seqlets; the attributions and a summary dict).
+    """
+    from bsp_fast.cv import predict_logits
+    from bsp_fast.interpret import attributions as attrib
+    from bsp_fast.interpret.modisco import modisco_patterns, trim
+
+    scores = predict_logits(model, codes)
+    top = np.sort(np.argsort(-scores, kind="stable")[:n_seqs])
+    if method == "auto":
+        method = "deepliftshap" if attrib.deeplift_blocker(model) is None else "ig"
+    X = attrib.one_hot_codes(codes[top])
+    if method == "deepliftshap":
+        att = attrib.deep_lift_shap(model, X, seed=seed, progress_desc="DeepLIFT/SHAP")
+    else:
+        att = attrib.integrated_gradients(model, X, progress_desc="integrated gradients")
+    patterns = modisco_patterns(att.ohe, att.hypothetical, n_leiden=n_leiden)
+    motifs = []
+    for i, p in enumerate(patterns):
+        ppm, contrib = trim(p.ppm, p.contrib)
+        motifs.append(LearnedMotif(id=f"motif{i + 1}", name=p.id, counts=ppm * p.n_seqlets,
+                                   importance=float(contrib.sum()), n_sites=p.n_seqlets, source=i))
+    rel = att.relative_delta()
+    info = {"attributions": method, "windows": int(len(top)), "min_window_logit": float(scores[top].min()),
+            "patterns": [f"{m.id} {m.name} {m.n_sites} seqlets {m.consensus()}" for m in motifs],
+            "completeness_delta_median_abs": float(np.median(np.abs(att.delta))),
+            "completeness_delta_relative_median": float(np.median(rel[np.isfinite(rel)])) if np.isfinite(rel).any() else None}
+    return motifs, {"info": info, "attributions": att}
+
+
+def _scan(args, motifs: list[LearnedMotif], known: list[Any] | None, out: Path) -> dict[str, Any]:
+    from bsp_fast.interpret.scan import HIT_COLUMNS, fimo_scan, read_fasta_records
+
+    if args.scan_known:
+        scanned = [(k.id, k.probabilities()) for k in known]
+    else:
+        scanned = [(m.id, m.probabilities()) for m in motifs if m.n_sites > 0][:args.scan_motifs]
+    counted = []
+
+    def records():
+        for rec in read_fasta_records(args.scan):
+            counted.append(len(rec[1]))
+            yield rec
+
+    try:
+        hits = fimo_scan(scanned, records(), threshold=args.scan_threshold)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{PROG}: --scan {exc}") from None
+    with open(out / "hits.tsv", "w") as fh:
+        fh.write("\t".join(HIT_COLUMNS) + "\n")
+        for h in hits:
+            fh.write(f"{h['seq']}\t{h['motif']}\t{h['start']}\t{h['end']}\t{h['strand']}\t{h['score']:.4f}\t"
+                     f"{h['p_value']:.4g}\t{h['q_value']:.4g}\n")
+    return {"sequences": len(counted), "bases": int(sum(counted)), "motifs": len(scanned),
+            "threshold": args.scan_threshold, "hits": len(hits)}
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.max_seqs < 1 or args.logos < 0 or not 0 < args.threshold < 1:
         raise UserError(f"{PROG}: --max-seqs must be >= 1, --logos >= 0 and --threshold in (0, 1)")
-    known = None
-    if args.known:
-        from bsp_fast.motif_io import read_motifs
+    if not 0 < args.scan_threshold <= 1 or args.modisco_seqs < 1 or args.scan_motifs < 1:
+        raise UserError(f"{PROG}: --scan-threshold must be in (0, 1], --modisco-seqs and --scan-motifs >= 1")
+    if args.scan_known and not args.known:
+        raise UserError(f"{PROG}: --scan-known scans the --known motifs: give --known")
+    if args.scan_known and not args.scan:
+        raise UserError(f"{PROG}: --scan-known needs --scan FASTA")
+    known = read_known(args.known) if args.known else None
+    if args.scan:
+        from bsp_fast.interpret import require
+        from bsp_fast.interpret.scan import read_fasta_records
 
+        require("memelite", "--scan (FIMO)")
+        if not Path(args.scan).is_file():
+            raise UserError(f"{PROG}: --scan {args.scan}: no such file")
         try:
-            known = read_motifs(args.known)
-        except FileNotFoundError:
-            raise UserError(f"{PROG}: --known {args.known}: no such motif file (expected JASPAR or MEME)") from None
-        except (ValueError, OSError) as exc:
-            raise UserError(f"{PROG}: --known {exc} (expected a JASPAR or MEME motif file)") from None
+            next(iter(read_fasta_records(args.scan)))  # the file is FASTA: fail now, not after the motifs
+        except (ValueError, OSError, UnicodeDecodeError, StopIteration) as exc:
+            raise UserError(f"{PROG}: --scan {exc or args.scan + ': no FASTA records'}") from None
+    if args.known or args.modisco:
+        from bsp_fast.interpret import require
+
+        if args.known:
+            require("memelite", "matching motifs with TomTom (--known)")
+        if args.modisco:
+            require("modiscolite", "--modisco (TF-MoDISco)")
+            require("captum", "--modisco attributions")
     model, ckpt = load_model(args.checkpoint)
     codes = _sequences(args, model, ckpt)
     min_len = model.min_length() if hasattr(model, "min_length") else 1
@@ -494,41 +574,61 @@ def _main(argv: Sequence[str] | None) -> int:
         method = "ISM seqlets"
         motifs = ism_motifs(model, codes, n_seqs=min(args.ism_seqs, len(codes)), width=args.seqlet_width,
                             n_motifs=args.n_motifs, seed=args.seed)
-    _write_meme(motifs, out / "motifs.meme")
-    write_jaspar(motifs, out / "motifs.jaspar")
-    with open(out / "motifs.tsv", "w") as fh:
-        fh.write("motif\tfilter\timportance\tsites\tconsensus\tinformation_bits\n")
-        for m in motifs:
-            ic = information_content(m.probabilities()).sum() if m.n_sites else 0.0
-            fh.write(f"{m.id}\t{m.name}\t{m.importance:.6g}\t{m.n_sites}\t{m.consensus()}\t{ic:.2f}\n")
-    if args.logos:
-        write_logos(motifs, out, args.logos)
+    top = args.top_matches or None
+    rows = _write_set(motifs, out, args.logos, known, top)
     summary: dict[str, Any] = {"method": method, "sequences": int(len(codes)), "length": int(codes.shape[1]),
                                "motifs": len(motifs), "top": [m.id + " " + m.name + " " + m.consensus() for m in motifs[:5]]}
     if known is not None:
-        rows = match_all(motifs, known, args.top_matches or None)
-        with open(out / "matches.tsv", "w") as fh:
-            fh.write("motif\trank\tknown_id\tknown_name\tscore\toffset\tstrand\tfilter\timportance\n")
-            for r in rows:
-                fh.write(f"{r['motif']}\t{r['rank']}\t{r['known_id']}\t{r['known_name']}\t{r['score']:.4f}\t"
-                         f"{r['offset']}\t{r['strand']}\t{r['filter']}\t{r['importance']:.6g}\n")
-        best = [r for r in rows if r["rank"] == 1][:5]
-        summary["best_matches"] = [f"{r['motif']} ({r['filter']}): {r['known_id']} {r['known_name']} "
-                                   f"score {r['score']:.3f} offset {r['offset']} strand {r['strand']}" for r in best]
+        summary["best_matches"] = _best_lines(rows)
+    if args.modisco:
+        from bsp_fast.interpret.attributions import UnsupportedModel
+        from bsp_fast.interpret.modisco import save_npz
+
+        try:
+            mm, res = modisco_motifs(model, codes, n_seqs=min(args.modisco_seqs, len(codes)), method=args.attr_method,
+                                     seed=args.seed)
+        except (UnsupportedModel, ValueError) as exc:
+            raise UserError(f"{PROG}: --modisco: {exc}") from None
+        mdir = out / "modisco"
+        mrows = _write_set(mm, mdir, args.logos, known, top)
+        att = res["attributions"]
+        save_npz(mdir / "ohe.npz", mdir / "attr.npz", att.ohe, att.hypothetical)
+        summary["modisco"] = res["info"]
+        if known is not None:
+            summary["modisco"]["best_matches"] = _best_lines(mrows)
+    if args.scan:
+        summary["scan"] = _scan(args, motifs, known, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{len(motifs)} motifs from {method} over {len(codes)} sequences of {codes.shape[1]} bp")
     for m in motifs[:5]:
         print(f"  {m.id} ({m.name}): importance {m.importance:.4g}, {m.n_sites} sites, consensus {m.consensus()}")
     for line in summary.get("best_matches", []):
         print(f"  best match {line}")
+    if "modisco" in summary:
+        print(f"TF-MoDISco ({summary['modisco']['attributions']} attributions of {summary['modisco']['windows']} windows): "
+              f"{len(summary['modisco']['patterns'])} patterns")
+        for line in summary["modisco"]["patterns"][:3] + summary["modisco"].get("best_matches", [])[:3]:
+            print(f"  {line}")
+    if "scan" in summary:
+        print(f"FIMO: {summary['scan']['hits']} hits (p < {args.scan_threshold:g}) of {summary['scan']['motifs']} motifs "
+              f"in {summary['scan']['sequences']} sequences")
     print(f"wrote {out}/motifs.meme, motifs.jaspar, motifs.tsv" + (", logos/" if args.logos else "")
-          + (", matches.tsv" if known is not None else ""))
+          + (", matches.tsv" if known is not None else "") + (", modisco/" if args.modisco else "")
+          + (", hits.tsv" if args.scan else ""))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``bsp-fast motifs``: exit status 0, or 2 with one line on stderr for a user's mistake."""
-    return guard(PROG, lambda: _main(argv))
+    from bsp_fast.interpret import MissingExtra
+
+    def run() -> int:
+        try:
+            return _main(argv)
+        except MissingExtra as exc:
+            raise UserError(f"{PROG}: {exc}") from None
+
+    return guard(PROG, run)
 
 
 if __name__ == "__main__":

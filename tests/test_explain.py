@@ -138,3 +138,58 @@ def test_command_errors(checkpoint, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert err.startswith("bsp-fast explain") and name in err and needle in err, (argv, err)
+
+
+@pytest.mark.parametrize("method", ["ism", "ig", "deepliftshap"])
+def test_command_methods_write_npz_and_completeness(checkpoint, tmp_path, capsys, method):
+    if method != "ism":
+        pytest.importorskip("captum")
+        pytest.importorskip("tangermeme")
+    seq = "TTGACCGGAAGTGCATGCATTACGATCG"
+    out = tmp_path / method
+    assert explain.main(["--checkpoint", str(checkpoint), "--sequence", seq, "--name", "s1", "--method", method,
+                         "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / f"s1.{method}.tsv").stat().st_size > 0 and (out / f"s1.{method}.png").stat().st_size > 0
+    z = np.load(out / f"s1.{method}.npz")
+    summary = json.loads((out / "summary.json").read_text())["records"][0]
+    width = summary["ism_length"]
+    assert z["ohe"].shape == z["attr"].shape == z["hypothetical"].shape == (1, 4, width)
+    assert (z["attr"][z["ohe"] == 0] == 0).all()
+    if method != "ism":
+        # ig: 64-point path integral, deepliftshap: exact up to rounding (measured < 1e-3 and < 1e-6 logit)
+        tol = 0.02 if method == "ig" else 1e-4
+        assert abs(summary["completeness_delta"]) < tol, summary
+        assert z["attr"].sum() == pytest.approx(summary["output"] - summary["reference_output"], abs=tol)
+        assert "completeness delta" in capsys.readouterr().out
+
+
+def test_command_method_errors(checkpoint, tmp_path, capsys):
+    pytest.importorskip("captum")
+    torch.manual_seed(0)
+    hyb = save_final(build_model("hybrid", region=20, flank=5, filters=4, hidden=4, dense=4, head="occupancy"),
+                     tmp_path / "hyb.pt")
+    cases = [
+        (["--checkpoint", str(checkpoint), "--sequence", "ACGTACGTAC", "--method", "shap"], "--method", "invalid choice"),
+        (["--checkpoint", str(hyb), "--sequence", "ACGTACGTAC", "--method", "deepliftshap"], "FusedBiGRU",
+         "use --method ig"),
+    ]
+    for argv, name, needle in cases:
+        assert explain.main(argv + ["--out", str(tmp_path / "o")]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith("bsp-fast explain") and name in err and needle in err, (argv, err)
+    # ig runs through the same model (FusedBiGRU, occupancy head)
+    assert explain.main(["--checkpoint", str(hyb), "--sequence", "ACGTACGTACGTTTGGCCAA", "--method", "ig",
+                         "--out", str(tmp_path / "ig")]) == 0, capsys.readouterr().err
+
+
+def test_missing_extra_is_one_line(checkpoint, tmp_path, capsys, monkeypatch):
+    import sys
+
+    for mod in ("captum", "captum.attr"):
+        monkeypatch.setitem(sys.modules, mod, None)  # as if the interpret extra were not installed
+    rc = explain.main(["--checkpoint", str(checkpoint), "--sequence", "ACGTACGTACGTACGTACGT", "--method", "ig",
+                       "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "captum" in err and "bsp_fast[interpret]" in err, err
