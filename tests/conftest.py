@@ -19,10 +19,10 @@ def builtin_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def builtin_hybrid(builtin_cache, tmp_path_factory):
-    """A small version of the default model (``hybrid`` with the occupancy head and 100 bp flanks, as
-    ``python -m bsp_fast.train`` builds it, but 1 member, 16 filters, H=16, dense 16) trained briefly with
-    cv.train_model on 1500 bound + 1500 nearby-unbound 400 bp built-in windows (12 epochs, lr 5e-3,
-    one thread: ~30 s). Returns (model in eval mode, checkpoint path, codes, labels)."""
+    """A small version of the default model (``hybrid-dense`` as ``python -m bsp_fast.train`` builds it,
+    but 16 filters, H=16, dense 16) trained briefly with cv.train_model on 1500 bound + 1500
+    nearby-unbound 400 bp built-in windows (one-bin stretches; 12 epochs, lr 5e-3, one thread: ~30 s).
+    Returns (model in eval mode, checkpoint path, codes, labels)."""
     from bsp_fast import motifs as mo
     from bsp_fast.cv import save_final, train_model
     from bsp_fast.models import build_model
@@ -32,7 +32,7 @@ def builtin_hybrid(builtin_cache, tmp_path_factory):
     try:
         codes, labels = mo.builtin_windows(400, 1500, 1500, seed=0, cache_dir=builtin_cache, negatives="flank")
         torch.manual_seed(0)
-        model = build_model("hybrid", head="occupancy", flank=100, filters=16, hidden=16, dense=16)
+        model = build_model("hybrid-dense", filters=16, hidden=16, dense=16)
         train_model(model, codes, labels, epochs=12, batch_size=64, lr=5e-3, seed=0)
     finally:
         torch.set_num_threads(threads)

@@ -37,7 +37,7 @@ def test_layouts_and_defaults():
     assert window_offset(small.config) == 60  # centred on a 200 bp bin
     custom = build_model("bigru-small", region=100, flank=50, hidden=8)
     assert seq_len(custom.config) == 200 and custom.gru.hidden_size == 8
-    assert set(DEFAULTS) == {"bigru", "bigru-small", "cnn", "hybrid"}
+    assert set(DEFAULTS) == {"bigru", "bigru-small", "cnn", "hybrid", "hybrid-dense"}
 
 
 def test_bad_options():
