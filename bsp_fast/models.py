@@ -461,7 +461,11 @@ class DenseHybridNet(_Base):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled both-strand filter responses [B, F, L / pool] of one-hot ``x`` [B, 4, L] (dropout in training)."""
-        return self.drop(self.pool(both_strands_conv(self.conv, x)))
+        # one fused convolution for both strands, unless someone hooks the conv module (motifs'
+        # kernel influence replaces its output): then the module is called, as strand_conv does
+        hooked = bool(self.conv._forward_hooks or self.conv._forward_pre_hooks)
+        c = strand_conv(self.conv, x, True) if hooked else both_strands_conv(self.conv, x)
+        return self.drop(self.pool(c))
 
     def sites_from_features(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]

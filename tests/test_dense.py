@@ -152,3 +152,25 @@ def test_score_grid_tiles_shard_and_reassemble():
     for r, p in enumerate(parts):
         out[r::3] = p
     np.testing.assert_allclose(out.reshape(-1)[:n], full, rtol=1e-6, atol=1e-6)
+
+
+def test_hooked_convolution_takes_the_module_path():
+    """A forward hook on the first conv (motifs' kernel influence) sees and changes its output; the
+    unhooked fused path gives the same logits."""
+    torch.manual_seed(4)
+    m = build_model("hybrid-dense").eval()
+    codes = torch.randint(0, 4, (2, stretch_length(m.config, 3)), dtype=torch.uint8)
+    fused = m(codes)
+    calls = []
+    h = m.conv.register_forward_hook(lambda mod, i, o: calls.append(o.shape))
+    try:
+        hooked = m(codes)
+    finally:
+        h.remove()
+    assert calls  # the module ran
+    torch.testing.assert_close(hooked, fused, rtol=1e-5, atol=1e-5)
+    h = m.conv.register_forward_hook(lambda mod, i, o: torch.zeros_like(o))
+    try:
+        assert not torch.allclose(m(codes), fused)  # and the hook's replacement is used
+    finally:
+        h.remove()
