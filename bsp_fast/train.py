@@ -23,14 +23,16 @@ with a message and the last good checkpoint left as it was.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -416,22 +418,91 @@ def _main(argv: Sequence[str] | None) -> int:
         D.teardown(dist_info)
 
 
-def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
-    from bsp_fast.data.sampler import BalancedSampler
-    from bsp_fast.data.stretches import StretchSampler, positive_weight
-    from bsp_fast.dense import is_dense, stretch_length
-    from bsp_fast.models import MODEL_NAMES, build_model, seq_len, window_offset
-
-    main_rank = dist_info.is_main
-
+def _logger(dist_info: D.DistInfo) -> Callable[[str], None]:
+    """``log(msg)``: a ``bsp-fast train: msg`` line on stderr, on the main rank only."""
     def log(msg: str) -> None:
-        if main_rank:
+        if dist_info.is_main:
             print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+    return log
 
-    if dist_info.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist_info.local_rank)
-    if args.threads:
-        torch.set_num_threads(int(args.threads))
+
+def _write_history(path: Path, rec: dict[str, Any], dist_info: D.DistInfo) -> None:
+    """Append one line to ``history.jsonl`` (main rank only)."""
+    if dist_info.is_main:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+
+# ---- the run's settings -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every resolved setting of a run (flags, else the checkpoint's when resuming, else the defaults
+    for the model and data), validated once by :func:`resolve_config`. ``to_json()`` is the ``config``
+    recorded in checkpoints and ``metrics.json``."""
+
+    model_name: str
+    model_config: dict[str, Any]
+    batch_size: int
+    lr: float
+    negatives_per_positive: float
+    clip: float
+    lr_schedule: str
+    total_steps: int | None  # None: the time budget only
+    max_minutes: float | None
+    eval_every: int | None  # None: time-based (eval_every_s), or no validation cadence at all
+    eval_every_s: float | None
+    ema: float  # 0: off
+    seed: int
+    device: str
+    world_size: int
+    rc_augment: bool
+    jitter: int
+    test_chroms: tuple[str, ...]
+    valid_chroms: tuple[str, ...]
+    train_chroms: tuple[str, ...]
+    cell: Any
+    bin_size: int
+    window_length: int
+    window_offset: int
+    dense: bool
+    bins_per_stretch: int
+    positive_weight: float
+    valid_max_bins: int
+    builtin: bool
+    checkpoint_minutes: float
+    eval_batch_size: int
+    out: Path
+    resumed: bool
+    show_progress: bool  # main rank and not --no-progress
+
+    def lr_at(self, k: int) -> float:
+        """Learning rate of step ``k`` (0-based): cosine decay to 5 % of ``lr`` over ``total_steps``."""
+        if self.lr_schedule != "cosine" or not self.total_steps:
+            return self.lr
+        frac = min(1.0, k / max(self.total_steps, 1))
+        return self.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``config`` of checkpoints and metrics.json (keys, order and values are a file format)."""
+        return {
+            "model": self.model_name, "model_config": dict(self.model_config), "batch_size": self.batch_size,
+            "lr": self.lr, "negatives_per_positive": self.negatives_per_positive, "clip": self.clip,
+            "lr_schedule": self.lr_schedule, "total_steps": self.total_steps, "max_minutes": self.max_minutes,
+            "eval_every": self.eval_every, "ema": self.ema, "seed": self.seed, "device": self.device,
+            "world_size": self.world_size, "no_rc_augment": not self.rc_augment, "jitter": self.jitter,
+            "test_chroms": list(self.test_chroms), "valid_chroms": list(self.valid_chroms),
+            "train_chroms": list(self.train_chroms), "cell": self.cell, "bin_size": self.bin_size,
+            "window_length": self.window_length, "window_offset": self.window_offset, "dense": self.dense,
+            "bins_per_stretch": self.bins_per_stretch, "positive_weight": self.positive_weight,
+            "valid_max_bins": self.valid_max_bins, "builtin": self.builtin,
+        }
+
+
+def check_flags(args: Any) -> None:
+    """The checks that need nothing but the flags: done before anything is loaded, so that a bad
+    number fails at once (the rest of the validation is in :func:`resolve_config`)."""
     for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps), ("--eval-batch-size", args.eval_batch_size),
                         ("--bins-per-stretch", args.bins_per_stretch)):
         if value is not None and value < 1:
@@ -443,26 +514,32 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
                                                         and args.negatives_per_positive >= 0):
         raise UserError(f"--negatives-per-positive: expected a number >= 0, got {args.negatives_per_positive}")
 
-    # ---- resume: the run's settings come from its checkpoint ---------------------------------
-    out = Path(args.out) if args.out else None
-    ckpt = None
-    if args.resume:
-        if out is None:
-            raise UserError("--resume needs --out DIR (the run to continue)")
-        try:
-            ckpt = load_checkpoint(out / "checkpoint.pt")
-        except CheckpointError as exc:
-            raise UserError(f"--resume: {exc}") from None
-        if ckpt.get("kind") != "train" or "optimizer" not in ckpt or "sampler" not in ckpt:
-            raise UserError(f"--resume: checkpoint {out / 'checkpoint.pt'} is not a training checkpoint")
 
-    # seeds first: the model's initial weights are the same on every rank and in every repeat
-    init_seed = int(ckpt["config"].get("seed", args.seed) if ckpt else args.seed)
-    torch.manual_seed(init_seed)
-    np.random.seed(init_seed % 2**32)
-    import random as _random
+def load_resume_checkpoint(args: Any) -> dict[str, Any] | None:
+    """The training checkpoint of ``--out`` with ``--resume`` (checked to be one), else None."""
+    if not args.resume:
+        return None
+    if not args.out:
+        raise UserError("--resume needs --out DIR (the run to continue)")
+    out = Path(args.out)
+    try:
+        ckpt = load_checkpoint(out / "checkpoint.pt")
+    except CheckpointError as exc:
+        raise UserError(f"--resume: {exc}") from None
+    if ckpt.get("kind") != "train" or "optimizer" not in ckpt or "sampler" not in ckpt:
+        raise UserError(f"--resume: checkpoint {out / 'checkpoint.pt'} is not a training checkpoint")
+    return ckpt
 
-    _random.seed(init_seed)
+
+def run_seed(args: Any, ckpt: dict[str, Any] | None) -> int:
+    """The run's seed: the checkpoint's when resuming (the seed a run started with is kept)."""
+    return int(ckpt["config"].get("seed", args.seed) if ckpt else args.seed)
+
+
+def build_run_model(args: Any, ckpt: dict[str, Any] | None) -> tuple[str, torch.nn.Module]:
+    """The model's name and the model: from the flags, or the checkpoint's (with its weights) when
+    resuming, where model flags given again must agree with it."""
+    from bsp_fast.models import MODEL_NAMES, build_model
 
     model_name = args.model or (ckpt["model_config"]["name"] if ckpt else DEFAULT_MODEL)
     if model_name not in MODEL_NAMES:
@@ -480,21 +557,28 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     except ValueError as exc:
         raise UserError(f"--model {model_name}: {_one_line(exc)}") from None
     if ckpt is not None:
+        path = Path(args.out) / "checkpoint.pt"
         mine = dict(model.config)
         saved = dict(ckpt["model_config"])
         given = {k for k, v in model_options(args).items()} | ({"name"} if args.model else set())
         if any(mine.get(k) != saved.get(k) for k in given if k != "rc_average"):
-            raise UserError(f"--resume: checkpoint {out / 'checkpoint.pt'} holds model {saved}, "
+            raise UserError(f"--resume: checkpoint {path} holds model {saved}, "
                             f"which the model flags given now contradict ({ {k: mine[k] for k in given} })")
         saved["rc_average"] = bool(args.rc_average or saved.get("rc_average", False))
         model = build_model(**saved)
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
-            raise UserError(f"--resume: checkpoint {out / 'checkpoint.pt'}: weights do not fit its model "
+            raise UserError(f"--resume: checkpoint {path}: weights do not fit its model "
                             f"({_one_line(exc)[:160]})") from None
+    return model_name, model
 
-    if ckpt is not None:  # the data of the run being continued, unless given again
+
+def data_args(args: Any, ckpt: dict[str, Any] | None) -> Any:
+    """The data flags for :class:`Data`: with ``--resume``, the data of the run being continued
+    unless given again (a copy; ``args`` is left as parsed)."""
+    args = argparse.Namespace(**vars(args))
+    if ckpt is not None:
         cfg0, paths0 = ckpt.get("config", {}), ckpt.get("data", {})
         if args.genome is None and not cfg0.get("builtin", True):
             args.genome = paths0.get("genome")
@@ -506,8 +590,25 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
             args.test_chroms = ",".join(cfg0["test_chroms"])
         if args.valid_chroms is None and cfg0.get("valid_chroms"):
             args.valid_chroms = ",".join(cfg0["valid_chroms"])
-    data = Data(args, log)
-    if is_dense(model):
+    return args
+
+
+def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: torch.nn.Module, model_name: str,
+                   device: torch.device, dist_info: D.DistInfo) -> tuple[RunConfig, Any]:
+    """Resolve and validate every setting of the run; also build the training sampler, whose size
+    the run's length (``--epochs``) and the dense models' positive weight depend on.
+
+    A setting is the flag's value if given, else (``--resume``) the checkpoint's, else the default
+    for the model kind (dense or windowed) and the data (built-in or real). Raises UserError with
+    the message for the first bad setting. Returns the config and the sampler (not yet resumed).
+    """
+    from bsp_fast.data.sampler import BalancedSampler
+    from bsp_fast.data.stretches import StretchSampler, positive_weight
+    from bsp_fast.dense import is_dense, stretch_length
+    from bsp_fast.models import seq_len, window_offset
+
+    dense = is_dense(model)
+    if dense:
         defaults = BUILTIN_DENSE_DEFAULTS if data.builtin is not None else REAL_DENSE_DEFAULTS
     else:
         defaults = BUILTIN_DEFAULTS if data.builtin is not None else REAL_DEFAULTS
@@ -526,10 +627,9 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     ema_decay = float(setting("ema") or 0.0)
     if not 0.0 <= ema_decay < 1.0:
         raise UserError(f"--ema {ema_decay}: expected a decay in [0, 1) (0 = off)")
-    seed = int(args.seed if not ckpt else prev.get("seed", args.seed))
+    seed = run_seed(args, ckpt)
 
     mcfg = model.config
-    dense = is_dense(model)
     rc_augment = not (args.no_rc_augment or prev.get("no_rc_augment", False))
     try:
         if dense:
@@ -571,12 +671,6 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         total_steps = len(sampler)  # one epoch
     max_minutes = setting("max_minutes")
     schedule = args.lr_schedule or prev.get("lr_schedule") or ("cosine" if total_steps else "constant")
-
-    def lr_at(k: int) -> float:
-        if schedule != "cosine" or not total_steps:
-            return lr
-        frac = min(1.0, k / max(total_steps, 1))
-        return lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
     if args.eval_every:
         eval_every = int(args.eval_every)
     elif ckpt is not None and "eval_every" in prev:
@@ -590,32 +684,116 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     eval_every_s = (max_minutes * 60 / 10) if (eval_every is None and max_minutes) else None
 
     # ---- the output directory: checked before anything is written --------------------------
-    if out is None:
-        out = Path("runs") / f"{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if ckpt is None and main_rank and (out / "checkpoint.pt").exists() and not args.overwrite:
+    out = Path(args.out) if args.out else Path("runs") / f"{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if ckpt is None and dist_info.is_main and (out / "checkpoint.pt").exists() and not args.overwrite:
         raise UserError(f"--out {out}: already holds a run (checkpoint.pt); pass --resume to continue it, "
                         f"--overwrite to replace it, or choose another --out")
-    if main_rank:
+
+    cfg = RunConfig(
+        model_name=model_name, model_config=dict(mcfg), batch_size=batch_size, lr=lr, negatives_per_positive=npp,
+        clip=args.clip, lr_schedule=schedule, total_steps=total_steps, max_minutes=max_minutes,
+        eval_every=eval_every, eval_every_s=eval_every_s, ema=ema_decay, seed=seed, device=str(device),
+        world_size=dist_info.world_size, rc_augment=rc_augment, jitter=jitter,
+        test_chroms=tuple(data.test_chroms), valid_chroms=tuple(data.valid_chroms),
+        train_chroms=tuple(data.train_chroms), cell=data.cell, bin_size=data.bin_size, window_length=length,
+        window_offset=offset, dense=dense, bins_per_stretch=bins_per_stretch, positive_weight=pos_weight,
+        valid_max_bins=args.valid_max_bins, builtin=data.builtin is not None,
+        checkpoint_minutes=args.checkpoint_minutes, eval_batch_size=args.eval_batch_size, out=out,
+        resumed=ckpt is not None, show_progress=not args.no_progress and dist_info.is_main)
+    return cfg, sampler
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+
+
+class Checkpointer:
+    """Writes ``checkpoint.pt`` (model, optimizer, EMA, sampler, RNG states, config) and ``best.pt``
+    (the weights scored at the best validation) on the main rank. The loop's progress (step,
+    sampler state, ...) is passed in by the caller at each save."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None,
+                 config: dict[str, Any], data: Data, cfg: RunConfig, dist_info: D.DistInfo) -> None:
+        self.model, self.optimizer, self.ema = model, optimizer, ema
+        self.config, self.data, self.dist_info = config, data, dist_info
+        self.window_offset = cfg.window_offset
+        self.path = cfg.out / "checkpoint.pt"
+        self.best_path = cfg.out / "best.pt"
+
+    def payload(self, rng_all: list | None, sampler_state: dict[str, Any], *, step: int, epoch: int,
+                train_seconds: float, best: float | None) -> dict[str, Any]:
+        """The checkpoint's contents (the keys are a file format)."""
+        return {
+            "format": "bsp_fast.checkpoint", "version": 1, "kind": "train",
+            "model_config": dict(self.model.config),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(), "sampler": sampler_state, "rng": capture_rng(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+            "rng_per_rank": rng_all, "step": step, "epoch": epoch, "train_seconds": train_seconds,
+            "best_valid_auprc": best, "config": self.config, "data": self.data.paths, "bin_size": self.data.bin_size,
+            "window_offset": self.window_offset, "time": time.time(),
+        }
+
+    def save(self, sampler_state: dict[str, Any], *, step: int, epoch: int, train_seconds: float,
+             best: float | None, collective: bool = True) -> None:
+        """``checkpoint.pt``. ``collective``: gather every rank's RNG state (all ranks must call)."""
+        rng_all = D.gather_objects(capture_rng(), self.dist_info) if collective else None
+        if self.dist_info.is_main:
+            atomic_save(self.payload(rng_all, sampler_state, step=step, epoch=epoch, train_seconds=train_seconds,
+                                     best=best), self.path)
+
+    def save_best(self, scored: torch.nn.Module, *, step: int, epoch: int, train_seconds: float, best: float) -> None:
+        """``best.pt``: the weights scored (the EMA's where on), without the resume state."""
+        ck = self.payload(None, {}, step=step, epoch=epoch, train_seconds=train_seconds, best=best)
+        ck["kind"] = "best"
+        ck["model"] = {k: v.detach().cpu() for k, v in scored.state_dict().items()}
+        for k in ("optimizer", "sampler", "rng", "rng_per_rank", "ema"):
+            ck.pop(k, None)
+        atomic_save(ck, self.best_path)
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+
+def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
+    """One training run: settings, the loop, the final evaluation. Returns the exit status."""
+    log = _logger(dist_info)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    if args.threads:
+        torch.set_num_threads(int(args.threads))
+    check_flags(args)
+    ckpt = load_resume_checkpoint(args)
+
+    # seeds first: the model's initial weights are the same on every rank and in every repeat
+    init_seed = run_seed(args, ckpt)
+    torch.manual_seed(init_seed)
+    np.random.seed(init_seed % 2**32)
+    import random as _random
+
+    _random.seed(init_seed)
+
+    model_name, model = build_run_model(args, ckpt)
+    data = Data(data_args(args, ckpt), log)
+    cfg, sampler = resolve_config(args, ckpt, data, model, model_name, device, dist_info)
+    out = cfg.out
+    if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        if ckpt is None:  # a fresh run (or --overwrite): no stale history or best model from before
+        if not cfg.resumed:  # a fresh run (or --overwrite): no stale history or best model from before
             for name in ("history.jsonl", "best.pt", "metrics.json"):
                 (out / name).unlink(missing_ok=True)
     D.barrier(dist_info)
 
     # ---- optimiser, DDP, restoring state -----------------------------------------------------
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # the weight average is what gets validated and tested: it generalises better and makes the best
     # checkpoint less of a lottery over noisy validation scores
     ema = None
-    if ema_decay > 0:
+    if cfg.ema > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-    scored = ema.module if ema is not None else model
-    step = 0
-    train_seconds = 0.0
-    best = None
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    step, train_seconds, best = 0, 0.0, None
     if ckpt is not None:
         try:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -632,7 +810,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         rngs = ckpt.get("rng_per_rank") or [ckpt.get("rng")]
         if rngs and len(rngs) == dist_info.world_size and rngs[dist_info.rank] is not None:
             restore_rng(rngs[dist_info.rank])
-        if main_rank:
+        if dist_info.is_main:
             _history_truncate(out / "history.jsonl", step)
         log(f"resuming {out} at step {step} (epoch {sampler.epoch}, batch {sampler.position})")
     elif dist_info.enabled:  # same initial weights everywhere, different dropout masks per rank
@@ -642,58 +820,80 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = device.type == "cuda"
 
-    config = {
-        "model": model_name, "model_config": dict(model.config), "batch_size": batch_size, "lr": lr,
-        "negatives_per_positive": npp, "clip": args.clip, "lr_schedule": schedule, "total_steps": total_steps, "max_minutes": max_minutes,
-        "eval_every": eval_every, "ema": ema_decay, "seed": seed, "device": str(device), "world_size": dist_info.world_size,
-        "no_rc_augment": bool(args.no_rc_augment or prev.get("no_rc_augment", False)),
-        "jitter": jitter, "test_chroms": list(data.test_chroms),
-        "valid_chroms": list(data.valid_chroms), "train_chroms": list(data.train_chroms), "cell": data.cell,
-        "bin_size": data.bin_size, "window_length": length, "window_offset": offset,
-        "dense": dense, "bins_per_stretch": bins_per_stretch, "positive_weight": pos_weight,
-        "valid_max_bins": args.valid_max_bins, "builtin": data.builtin is not None,
-    }
-    valid_set = EvalSet(data, data.valid_chroms, args.valid_max_bins, seed) if data.valid_chroms else None
-    log(f"model {model_name} ({sum(p.numel() for p in model.parameters()):,} parameters, {length} bp "
-        + (f"stretches of {bins_per_stretch} bins, bound bins weighted {pos_weight:.1f}), " if dense else "windows), ")
+    checkpointer = Checkpointer(model, optimizer, ema, cfg.to_json(), data, cfg, dist_info)
+    valid_set = EvalSet(data, data.valid_chroms, cfg.valid_max_bins, cfg.seed) if data.valid_chroms else None
+    log(f"model {model_name} ({sum(p.numel() for p in model.parameters()):,} parameters, {cfg.window_length} bp "
+        + (f"stretches of {cfg.bins_per_stretch} bins, bound bins weighted {cfg.positive_weight:.1f}), " if cfg.dense
+           else "windows), ")
         + f"train {len(data.train_chroms)} chromosomes ({sampler.n_pos:,} positives, {len(sampler):,} batches/epoch), "
         f"valid {', '.join(data.valid_chroms)} ({len(valid_set) if valid_set else 0:,} bins), "
         f"test {', '.join(data.test_chroms)}; device {device}"
         + (f" x {dist_info.world_size} processes ({dist_info.backend})" if dist_info.enabled else "")
         + f"; output {out}")
 
+    scored = ema.module if ema is not None else model
+    result = train_loop(model, train_model, scored, optimizer, ema, sampler, cfg, data, valid_set, device,
+                        dist_info, checkpointer, step=step, train_seconds=train_seconds, best=best, log=log)
+    if result.failed:
+        return 1
+    if result.interrupted:
+        return 130
+    return final_evaluation(scored, data, valid_set, cfg, device, dist_info, checkpointer, result, len(sampler), log)
+
+
+# ---- the training loop ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """Where the training loop stopped, and what the final evaluation reports of it."""
+
+    step: int
+    epoch: int
+    sampler_state: dict[str, Any]  # the sampler after the last step taken (what a checkpoint records)
+    train_seconds: float  # summed over resumes
+    best: float | None  # best validation auPRC so far
+    stats: dict[str, float]  # this session: samples, labelled bins, seconds in steps
+    data_wait_seconds: float  # this session: the loop's wait for batches
+    stop_reason: str  # "steps" or "time"
+    interrupted: bool = False  # Ctrl-C: checkpoint saved, no final evaluation
+    failed: bool = False  # non-finite loss: stopped without saving
+
+
+def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: torch.nn.Module,
+               optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None, sampler: Any,
+               cfg: RunConfig, data: Data, valid_set: EvalSet | None, device: torch.device, dist_info: D.DistInfo,
+               checkpointer: Checkpointer, *, step: int, train_seconds: float, best: float | None,
+               log: Callable[[str], None]) -> LoopResult:
+    """Train from ``step`` until ``cfg.total_steps`` or the time budget, validating (``scored``: the
+    weights validated) and checkpointing on the way. Batches come from a PrefetchLoader over
+    ``sampler`` (restored to where a resumed run stopped), opened and closed here.
+
+    ``train_model`` is ``model`` or its DDP wrapper. Every rank takes the same decisions (stop,
+    validate, checkpoint) from flags summed over the ranks at each step. Ctrl-C saves a checkpoint
+    and returns ``interrupted``; a non-finite loss prints the error and returns ``failed``.
+    """
+    main_rank = dist_info.is_main
+    out = cfg.out
     history_path = out / "history.jsonl"
-
-    def write_history(rec: dict[str, Any]) -> None:
-        if main_rank:
-            with open(history_path, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-
-    def make_ckpt(rng_all: list | None, sampler_state: dict[str, Any], epoch: int) -> dict[str, Any]:
-        return {
-            "format": "bsp_fast.checkpoint", "version": 1, "kind": "train",
-            "model_config": dict(model.config), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "sampler": sampler_state, "rng": capture_rng(),
-            **({"ema": ema.state_dict()} if ema is not None else {}),
-            "rng_per_rank": rng_all, "step": step, "epoch": epoch, "train_seconds": train_seconds,
-            "best_valid_auprc": best, "config": config, "data": data.paths, "bin_size": data.bin_size,
-            "window_offset": offset, "time": time.time(),
-        }
-
+    dense, pos_weight, lr = cfg.dense, cfg.positive_weight, cfg.lr
+    total_steps, max_minutes = cfg.total_steps, cfg.max_minutes
+    eval_every, eval_every_s = cfg.eval_every, cfg.eval_every_s
+    autocast = device.type == "cuda"
+    # taken before the loader's threads start drawing from the sampler: a run that stops before its
+    # first step records the sampler where it was
     last_state = {"sampler": sampler.state_dict(), "epoch": sampler.epoch}
 
     def save_checkpoint(collective: bool = True) -> None:
-        rng_all = D.gather_objects(capture_rng(), dist_info) if collective else None
-        if main_rank:
-            atomic_save(make_ckpt(rng_all, last_state["sampler"], last_state["epoch"]), out / "checkpoint.pt")
+        checkpointer.save(last_state["sampler"], step=step, epoch=last_state["epoch"], train_seconds=train_seconds,
+                          best=best, collective=collective)
 
-    # ---- the loop -------------------------------------------------------------------------
     from bsp_fast.loader import PrefetchLoader
 
-    loader = PrefetchLoader(sampler, data.genome, length, offset, depth=6, pin_memory=device.type == "cuda")
-    show = not args.no_progress and main_rank
+    loader = PrefetchLoader(sampler, data.genome, cfg.window_length, cfg.window_offset, depth=6,
+                            pin_memory=device.type == "cuda")
+    show = cfg.show_progress
     bar = _bar(total=total_steps, initial=step, desc="train", unit="step", disable=not show)
     base_elapsed = train_seconds  # wall time of earlier sessions' loops (budget is summed over resumes)
     loop_start = time.perf_counter()
@@ -746,13 +946,13 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                       args.clip if args.clip > 0 else float("inf"))
+                                                       cfg.clip if cfg.clip > 0 else float("inf"))
                 if not torch.isfinite(gnorm):
                     nonfinite = 1.0
             time_up = 1.0 if (max_minutes and elapsed() / 60 >= max_minutes) else 0.0
             eval_due = 1.0 if ((eval_every is not None and (step + 1) % eval_every == 0) or (
                 eval_every_s is not None and time.perf_counter() - t_last_eval >= eval_every_s)) else 0.0
-            ckpt_due = 1.0 if time.perf_counter() - t_last_ckpt >= args.checkpoint_minutes * 60 else 0.0
+            ckpt_due = 1.0 if time.perf_counter() - t_last_ckpt >= cfg.checkpoint_minutes * 60 else 0.0
             stop_now = 1.0 if sigint["n"] else 0.0
             flags = D.all_reduce_sum([nonfinite, time_up, eval_due, ckpt_due, stop_now], dist_info,
                                      torch.device("cpu"))
@@ -762,7 +962,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
                                     + ("" if (out / "checkpoint.pt").exists() else " (none written yet)")
                                     + "; try a lower --lr or --clip")
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
+                group["lr"] = cfg.lr_at(step)
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
@@ -783,15 +983,16 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
                 t_window, samples_window = now, 0
                 if show:
                     bar.set_postfix(loss=f"{run_loss / max(run_n, 1):.4f}", seq_s=f"{sps:,.0f}", refresh=False)
-                write_history({"kind": "train", "step": step, "epoch": batch.epoch, "loss": run_loss / max(run_n, 1),
-                               "seq_per_s": sps, "lr": lr_at(step - 1), "elapsed_s": elapsed()})
+                _write_history(history_path, {"kind": "train", "step": step, "epoch": batch.epoch,
+                                              "loss": run_loss / max(run_n, 1), "seq_per_s": sps,
+                                              "lr": cfg.lr_at(step - 1), "elapsed_s": elapsed()}, dist_info)
                 run_loss, run_n = 0.0, 0
             if flags[4] > 0:
                 raise KeyboardInterrupt
             finished = (total_steps is not None and step >= total_steps) or flags[1] > 0
             if valid_set is not None and flags[2] > 0 and not finished:
-                best = _validate(scored, data, valid_set, device, args, dist_info, autocast, step,
-                                 batch.epoch, best, write_history, out, make_ckpt, log, show)
+                best = _validate(scored, data, valid_set, device, cfg, dist_info, autocast, step, batch.epoch, best,
+                                 train_seconds, checkpointer, log)
                 t_last_eval = time.perf_counter()
                 t_window, samples_window = time.perf_counter(), 0
             if (flags[2] > 0 or flags[3] > 0) and not finished:
@@ -808,7 +1009,8 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     except NonFiniteLoss as exc:
         if main_rank:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+        return LoopResult(step, last_state["epoch"], last_state["sampler"], train_seconds, best, stats,
+                          loader.wait_seconds, stop_reason, failed=True)
     finally:
         loader.close()
         bar.close()
@@ -819,13 +1021,27 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         save_checkpoint(collective=collective_ok)
         log(f"interrupted at step {step}; checkpoint saved to {out / 'checkpoint.pt'} "
             f"(continue with --resume --out {out})")
-        return 130
+    return LoopResult(step, last_state["epoch"], last_state["sampler"], train_seconds, best, stats,
+                      loader.wait_seconds, stop_reason, interrupted=interrupted)
 
-    # ---- final validation, checkpoint, test ---------------------------------------------------
+
+# ---- the final evaluation ---------------------------------------------------------------------
+
+
+def final_evaluation(scored: torch.nn.Module, data: Data, valid_set: EvalSet | None, cfg: RunConfig,
+                     device: torch.device, dist_info: D.DistInfo, checkpointer: Checkpointer, result: LoopResult,
+                     batches_per_epoch: int, log: Callable[[str], None]) -> int:
+    """After the loop: the final validation and checkpoint, then every bin of the test chromosomes
+    scored with the best validated weights (all ranks), and on the main rank metrics.json, the plots
+    and the printed test line. Returns the exit status."""
+    out, model_name = cfg.out, cfg.model_name
+    autocast = device.type == "cuda"
+    best = result.best
     if valid_set is not None:
-        best = _validate(scored, data, valid_set, device, args, dist_info, autocast, step, last_state["epoch"],
-                         best, write_history, out, make_ckpt, log, show)
-    save_checkpoint()
+        best = _validate(scored, data, valid_set, device, cfg, dist_info, autocast, result.step, result.epoch,
+                         best, result.train_seconds, checkpointer, log)
+    checkpointer.save(result.sampler_state, step=result.step, epoch=result.epoch,
+                      train_seconds=result.train_seconds, best=best)
 
     # the model scored on the test chromosomes: best validation auPRC where validation ran
     if (out / "best.pt").exists() and valid_set is not None:
@@ -833,14 +1049,14 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
             scored.load_state_dict(load_checkpoint(out / "best.pt")["model"])
         except CheckpointError as exc:
             log(f"note: {exc}; testing the last model instead")
-    test_set = EvalSet(data, data.test_chroms, 0, seed)
+    test_set = EvalSet(data, data.test_chroms, 0, cfg.seed)
     log(f"scoring every bin of {', '.join(data.test_chroms)}: {len(test_set):,} bins "
         f"({int(test_set.labels.sum()):,} bound, prevalence {test_set.labels.mean():.4f})")
     t_test = time.perf_counter()
-    scores = evaluate_model(scored, data, test_set, device, args.eval_batch_size, dist_info, autocast,
-                            desc="test", show=show)
+    scores = evaluate_model(scored, data, test_set, device, cfg.eval_batch_size, dist_info, autocast,
+                            desc="test", show=cfg.show_progress)
     predict_s = time.perf_counter() - t_test
-    if not main_rank:
+    if not dist_info.is_main:
         return 0
     from bsp_fast.metrics import binary_metrics
     from bsp_fast.plots import plot_lines, plot_roc_pr
@@ -855,18 +1071,19 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         om = binary_metrics(test_set.labels, oracle)
         metrics["oracle_auroc"], metrics["oracle_auprc"] = om["auroc"], om["auprc"]
         curves_in["oracle"] = (test_set.labels, oracle)
+    stats, step_s = result.stats, max(result.stats["step_s"], 1e-9)
     metrics.update({
-        "train_sequences_per_second": stats["samples"] * dist_info.world_size / max(stats["step_s"], 1e-9),
-        "train_bins_per_second": stats["bins"] * dist_info.world_size / max(stats["step_s"], 1e-9),
-        "data_wait_fraction": loader.wait_seconds / max(stats["step_s"], 1e-9),
+        "train_sequences_per_second": stats["samples"] * dist_info.world_size / step_s,
+        "train_bins_per_second": stats["bins"] * dist_info.world_size / step_s,
+        "data_wait_fraction": result.data_wait_seconds / step_s,
         "predict_bins_per_second": len(test_set) / max(predict_s, 1e-9),
-        "steps": step, "epochs": step / max(len(sampler), 1), "train_seconds": train_seconds,
-        "stopped_by": stop_reason, "best_valid_auprc": best, "model": model_name,
+        "steps": result.step, "epochs": result.step / max(batches_per_epoch, 1), "train_seconds": result.train_seconds,
+        "stopped_by": result.stop_reason, "best_valid_auprc": best, "model": model_name,
         "prevalence": float(test_set.labels.mean()), "test_chroms": list(data.test_chroms),
-        "config": config, "data": data.paths, "output": str(out.resolve()),
+        "config": checkpointer.config, "data": data.paths, "output": str(out.resolve()),
     })
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=_json_default) + "\n")
-    _plots(out, history_path, curves_in, model_name, plot_lines, plot_roc_pr)
+    _plots(out, out / "history.jsonl", curves_in, model_name, plot_lines, plot_roc_pr)
     line = (f"test auROC {metrics['auroc']:.4f}  auPRC {metrics['auprc']:.4f}"
             + (f"  (oracle auROC {metrics['oracle_auroc']:.4f}  auPRC {metrics['oracle_auprc']:.4f})" if oracle is not None else "")
             + f"  recall@FDR10 {metrics['recall_at_fdr10']:.3f}  {metrics['n_pos']:,} bound / {metrics['n_neg']:,} unbound;"
@@ -876,13 +1093,16 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
     return 0
 
 
-def _validate(model, data, valid_set, device, args, dist_info, autocast, step, epoch, best, write_history, out,
-              make_ckpt, log, show):
-    """Score the validation bins; history line; best.pt when the auPRC improves. Returns the best auPRC."""
+def _validate(model: torch.nn.Module, data: Data, valid_set: EvalSet, device: torch.device, cfg: RunConfig,
+              dist_info: D.DistInfo, autocast: bool, step: int, epoch: int, best: float | None, train_seconds: float,
+              checkpointer: Checkpointer, log: Callable[[str], None]) -> float | None:
+    """Score the validation bins; history line; best.pt when the auPRC improves. Returns the best auPRC.
+
+    ``train_seconds`` is what the best checkpoint records (the loop's last recorded training time)."""
     from bsp_fast.metrics import binary_metrics
 
-    scores = evaluate_model(model, data, valid_set, device, args.eval_batch_size, dist_info, autocast,
-                            desc="valid", show=show)
+    scores = evaluate_model(model, data, valid_set, device, cfg.eval_batch_size, dist_info, autocast,
+                            desc="valid", show=cfg.show_progress)
     if not dist_info.is_main:
         return best
     labels = valid_set.labels
@@ -896,15 +1116,9 @@ def _validate(model, data, valid_set, device, args, dist_info, autocast, step, e
     improved = best is None or m["auprc"] > best
     if improved:
         best = m["auprc"]
-        ck = make_ckpt(None, {}, epoch)
-        ck["kind"] = "best"
-        ck["best_valid_auprc"] = best
-        ck["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # the weights scored
-        for k in ("optimizer", "sampler", "rng", "rng_per_rank", "ema"):
-            ck.pop(k, None)
-        atomic_save(ck, out / "best.pt")
+        checkpointer.save_best(model, step=step, epoch=epoch, train_seconds=train_seconds, best=best)
     rec["best"] = bool(improved)
-    write_history(rec)
+    _write_history(cfg.out / "history.jsonl", rec, dist_info)
     log(f"step {step}: valid auROC {m['auroc']:.4f} auPRC {m['auprc']:.4f} loss {rec['loss']:.4f}"
         + (" (best)" if improved else ""))
     return best
