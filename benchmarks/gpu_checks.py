@@ -91,7 +91,7 @@ STEPS_TABLE = [
     ("data",        ("speed",),                 25,    8,   False, "the built-in data set (bsp_fast.data.synthetic.ensure_builtin)"),
     ("speed",       ("speed",),                140,  100,   True,  "benchmarks/gpu_speed.py: the speed table, records written as measured"),
     ("train-bigru", ("speed",),                 45,   30,   True,  f"python -m bsp_fast.train --model bigru --steps {E2E_STEPS['bigru']} --batch-size {E2E_BATCH['bigru']} --device cuda"),
-    ("train-default", ("speed",),               60,   40,   True,  f"python -m bsp_fast.train --steps {E2E_STEPS['default']} --device cuda (hybrid, occupancy head, 5 members)"),
+    ("train-default", ("speed",),               60,   40,   True,  f"python -m bsp_fast.train --steps {E2E_STEPS['default']} --device cuda (the default model hybrid-dense; its test scoring gives dense bins/s)"),
     ("predict",     ("speed",),                 25,   12,   True,  "python -m bsp_fast.predict of the bigru run over the whole built-in genome (bins/s)"),
 ]
 # below this many seconds left in the phase budget a step is not started
@@ -749,7 +749,7 @@ def step_train(r: Runner, which: str, cache: Path, device: str, steps: int | Non
     def parse(rc, out):
         m = _read_json(run_dir / "metrics.json") or {}
         keep = {k: m.get(k) for k in ("train_sequences_per_second", "data_wait_fraction", "predict_bins_per_second")}
-        keep.update(steps=n, batch=E2E_BATCH[which] if which == "bigru" else "default (64)", model=m.get("model") or which)
+        keep.update(steps=n, batch=E2E_BATCH[which] if which == "bigru" else "default", model=m.get("model") or which)
         for k in ("test_auprc", "test_auroc", "steps_done"):
             if k in m:
                 keep[k] = m[k]

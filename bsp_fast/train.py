@@ -477,11 +477,19 @@ class RunConfig:
     resumed: bool
     show_progress: bool  # main rank and not --no-progress
 
-    def lr_at(self, k: int) -> float:
-        """Learning rate of step ``k`` (0-based): cosine decay to 5 % of ``lr`` over ``total_steps``."""
+    def lr_at(self, k: int, elapsed_s: float | None = None) -> float:
+        """Learning rate of step ``k`` (0-based): cosine decay to 5 % of ``lr`` over ``total_steps``.
+
+        With a time budget too (``max_minutes``), the decay follows whichever runs out first, steps or
+        time (``elapsed_s``): a run cut by the clock on a slow machine still ends at the low rate
+        instead of mid-schedule.
+        """
         if self.lr_schedule != "cosine" or not self.total_steps:
             return self.lr
-        frac = min(1.0, k / max(self.total_steps, 1))
+        frac = k / max(self.total_steps, 1)
+        if self.max_minutes and elapsed_s is not None:
+            frac = max(frac, elapsed_s / (self.max_minutes * 60))
+        frac = min(1.0, frac)
         return self.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
     def to_json(self) -> dict[str, Any]:
@@ -954,15 +962,17 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
                 eval_every_s is not None and time.perf_counter() - t_last_eval >= eval_every_s)) else 0.0
             ckpt_due = 1.0 if time.perf_counter() - t_last_ckpt >= cfg.checkpoint_minutes * 60 else 0.0
             stop_now = 1.0 if sigint["n"] else 0.0
-            flags = D.all_reduce_sum([nonfinite, time_up, eval_due, ckpt_due, stop_now], dist_info,
+            # the elapsed time too, so that every rank decays the learning rate alike
+            flags = D.all_reduce_sum([nonfinite, time_up, eval_due, ckpt_due, stop_now, elapsed()], dist_info,
                                      torch.device("cpu"))
+            elapsed_all = flags[5] / dist_info.world_size
             if flags[0] > 0:
                 raise NonFiniteLoss(f"loss became {loss_value} at step {step + 1} (lr {lr}); stopped without "
                                     f"saving, last good checkpoint: {out / 'checkpoint.pt'}"
                                     + ("" if (out / "checkpoint.pt").exists() else " (none written yet)")
                                     + "; try a lower --lr or --clip")
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr_at(step)
+                group["lr"] = cfg.lr_at(step, elapsed_all)
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
