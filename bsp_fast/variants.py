@@ -493,21 +493,21 @@ def _main(argv: Sequence[str] | None) -> int:
                         f"{Path(args.genome).name} (it has {_names(genome.names)})")
 
     outputs: list[Any] = []
+    flag, path = "--out", out
     try:
-        for path in (out, vcf_out):
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         table = _Table(out)
         outputs.append(table)
-        if vcf_out is not None:  # the writer itself is made after the first chunk (see _VcfOut)
+        if vcf_out is not None:  # the writer itself is made after the first chunk (see below)
+            flag, path = "--vcf-out", vcf_out
+            vcf_out.parent.mkdir(parents=True, exist_ok=True)
             probe = vcf_out.with_name(f".{vcf_out.name}.{os.getpid()}.probe")
             open(probe, "wb").close()
             probe.unlink()
     except OSError as exc:
         for o in outputs:
             o.abort()
-        bad = vcf_out if outputs else out
-        raise UserError(f"{'--vcf-out' if outputs else '--out'} {bad}: cannot write ({exc.strerror or exc})") from None
+        raise UserError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         for o in outputs:
             o.abort()
@@ -564,7 +564,7 @@ def _main(argv: Sequence[str] | None) -> int:
     return 0
 
 
-def _names(names: Sequence[str], limit: int = 8) -> str:
+def _names(names: Sequence[str], limit: int = 12) -> str:
     names = list(names)
     return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
