@@ -197,10 +197,13 @@ class _Base(nn.Module):
         if codes.shape[1] < self.min_length():
             raise ValueError(f"{self.name}: sequences of {codes.shape[1]} bp are shorter than the "
                              f"minimum {self.min_length()} bp")
-        out = self.logits(codes)
         if self.rc_average and not self.training:
-            out = 0.5 * (out + self.logits(revcomp_codes(codes)))
-        return out.float()
+            return self.rc_mean_logits(codes).float()
+        return self.logits(codes).float()
+
+    def rc_mean_logits(self, codes: torch.Tensor) -> torch.Tensor:
+        """The mean of the logits of ``codes`` and of their reverse complement (``rc_average``)."""
+        return 0.5 * (self.logits(codes) + self.logits(revcomp_codes(codes)))
 
 
 class BiGRUNet(_Base):
@@ -327,22 +330,50 @@ class HybridNet(_Base):
     def logits(self, codes: torch.Tensor) -> torch.Tensor:
         x = one_hot(codes).transpose(1, 2)  # [B, 4, L]
         c = strand_conv(self.conv, x, self.rc_conv)  # [B, F, L]
-        x = self.drop(self.pool(c))  # [B, F, L / pool]
+        return self._from_conv(c, codes.shape[1])
+
+    def rc_mean_logits(self, codes: torch.Tensor) -> torch.Tensor:
+        """Both strands from one convolution: with ``rc_conv`` every filter already scans both strands,
+        so the (odd-kernel, same-padded) convolution of the reverse complement is this one reversed,
+        exactly (the same two ReLU terms, summed the other way round), and with the window a multiple
+        of the pool size so are the pooled steps. Only the layers after the pooling run for both
+        strands (as one batch of 2B), with the same results as scoring the reverse complement anew.
+        Otherwise (even kernel, ``center_max``, ...) the plain mean of both strands' logits."""
+        if not (self.rc_conv and self.kernel_size % 2 == 1 and codes.shape[1] % self.pool_size == 0
+                and not self.center_max):
+            return super().rc_mean_logits(codes)
+        c = strand_conv(self.conv, one_hot(codes).transpose(1, 2), True)
+        x = self.pool(c)
+        maxes = None if self.head == "occupancy" else [c.amax(dim=2).repeat(2, 1)]  # the same on both strands
+        out = self._after_pool(torch.cat([x, x.flip(2)]), maxes, codes.shape[1])
+        b = codes.shape[0]
+        return 0.5 * (out[:b] + out[b:])
+
+    def _from_conv(self, c: torch.Tensor, length: int) -> torch.Tensor:
+        """The logits from the convolution's ReLU responses ``c`` [B, F, L] of a ``length`` bp window."""
+        maxes = None
+        if self.head != "occupancy":
+            # each filter's best match (DeepBind's global max pool: a short gradient path that lets the
+            # filters find the motifs early), and with center_max its best match in the middle half
+            maxes = [c.amax(dim=2)]
+            if self.center_max:
+                n = c.shape[2]
+                lo, hi = middle_half(self.flank, length)
+                lo = min(lo, n - 1)
+                maxes.append(c[:, :, lo:min(max(hi, lo + 1), n)].amax(dim=2))
+        return self._after_pool(self.pool(c), maxes, length)
+
+    def _after_pool(self, x: torch.Tensor, maxes: list[torch.Tensor] | None, length: int) -> torch.Tensor:
+        """Pooled responses [B, F, L / pool] (+ the dense head's filter maxima) -> logits [B]."""
+        x = self.drop(x)
         y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]
         h = self.hidden
         if self.head == "occupancy":  # each pooled position's site logit from its filters and GRU states
             a = self.site(torch.cat([x, y.transpose(1, 2)], 1)).squeeze(1)  # [B, T]
             centres = torch.arange(a.shape[1], device=a.device) * self.pool_size + self.pool_size // 2
-            return occupancy_logit(a, centres, self.flank, codes.shape[1])
-        # the GRU's summary (motif arrangement and context) plus each filter's best match (DeepBind's
-        # global max pool: a short gradient path that lets the filters find the motifs early)
-        parts = [y[:, -1, :h], y[:, 0, h:], c.amax(dim=2)]
-        if self.center_max:
-            length = c.shape[2]
-            lo, hi = middle_half(self.flank, codes.shape[1])
-            lo = min(lo, length - 1)
-            parts.append(c[:, :, lo:min(max(hi, lo + 1), length)].amax(dim=2))
-        feat = torch.cat(parts, dim=1)
+            return occupancy_logit(a, centres, self.flank, length)
+        # the GRU's summary (motif arrangement and context) plus the filter maxima
+        feat = torch.cat([y[:, -1, :h], y[:, 0, h:], *(maxes or [])], dim=1)
         return self.mlp(feat).squeeze(1)
 
 
