@@ -130,6 +130,12 @@ def test_core_breaking_snvs_score_negative_far_ones_near_zero(run, tmp_path, cap
     assert [g[0] for g in got] == [r[1] for r in rows]
     assert np.allclose([g[1] for g in got], [float(r["logit_diff"]) for r in t], atol=1e-4)
     assert np.allclose([g[2] for g in got], [float(r["ref_prob"]) for r in t], atol=1e-5)
+    # BCF: written by --vcf-out, read by --vcf, the same table
+    bcf = tmp_path / "annotated.bcf"
+    assert _run(run, tmp_path / "annotated.vcf.gz", tmp_path / "again.tsv", "--vcf-out", str(bcf)) == 0
+    assert _run(run, bcf, tmp_path / "from_bcf.tsv") == 0
+    assert _table(tmp_path / "from_bcf.tsv") == _table(tmp_path / "again.tsv")
+    assert [(r["pos"], r["logit_diff"]) for r in _table(tmp_path / "again.tsv")] == [(r["pos"], r["logit_diff"]) for r in t]
 
 
 def test_reverse_complemented_genome_gives_the_same_effect(run, tmp_path):
