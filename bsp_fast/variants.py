@@ -41,8 +41,8 @@ per flag.
 per ALT, ``.`` where not scored). Outputs are written to temporary files and renamed at the end, so
 nothing half-written is left behind.
 
-Memory: ``--chunk`` records at a time (streamed from the VCF). Needs cyvcf2
-(``pip install 'bsp_fast[variants]'``).
+Memory: ``--chunk`` records at a time (streamed from the VCF). One process (no torchrun sharding;
+``--device cuda`` for speed). Needs cyvcf2 (``pip install 'bsp_fast[variants]'``).
 """
 
 from __future__ import annotations
@@ -251,7 +251,10 @@ def classify(rec: Any, genome: Any, contigs: ContigMap, max_indel: int, idx: int
             r.flag = "contig_missing"
         return rows
     size = int(genome.lengths[genome.chrom_id(gname)])
-    if pos < 1 or pos - 1 + max(len(ref), 1) > size:
+    if pos < 1:
+        raise UserError(f"--vcf {vcf_path}: record {n_before + 1} ({chrom}:{pos}): POS must be >= 1 "
+                        f"(telomeric POS 0 records cannot be scored; remove them)")
+    if pos - 1 + max(len(ref), 1) > size:
         where = f"record {n_before + 1} ({chrom}:{pos})"
         raise UserError(f"--vcf {vcf_path}: {where}: POS {pos}{' + REF ' + str(len(ref)) + ' bp' if len(ref) > 1 else ''} "
                         f"is past the end of {gname} ({size:,} bp in {Path(str(genome.path)).name}); "
