@@ -195,6 +195,9 @@ def _line_of_record(path: str, n_records: int) -> tuple[int, str] | None:
         with open(path, "rb") as fh:
             magic = fh.read(2)
         opener = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(path, "rb") as fh:
+            if fh.read(3) == b"BCF":  # binary: no lines to name
+                return None
         seen = 0
         with opener(path, "rt", errors="replace") as fh:
             for ln, line in enumerate(fh, 1):
