@@ -98,8 +98,8 @@ def run_command(b, ckpt: Path, vcf: Path, out: Path, threads: int | None, batch:
 
 
 def profile(genome, ckpt: Path, n: int, batch: int) -> dict[str, float]:
-    """Seconds per variant of the model alone on REF + ALT windows (both strands, 5 members), one strand,
-    and one member on one strand."""
+    """Seconds per variant of the model alone on REF + ALT windows (both strands, 5 members), with the
+    SNV shortcut the command uses, one strand, and one member on one strand."""
     from bsp_fast.checkpoint import load_checkpoint, model_from_checkpoint
     from bsp_fast.models import seq_len
 
@@ -118,6 +118,16 @@ def profile(genome, ckpt: Path, n: int, batch: int) -> dict[str, float]:
 
     model.rc_average = True
     out["model_both_strands_s_per_variant"] = timed(model, x)
+    # the SNV shortcut (hybrid: the ALT window reuses the REF convolution), as the command runs it
+    ref, alt = x[:n], x[:n].clone()
+    mid = (length - 1) // 2
+    alt[:, mid] = (alt[:, mid] + 1) % 4
+    with torch.inference_mode():
+        model.substitution_logits(ref[:batch // 2], alt[:batch // 2], mid, mid + 1)
+        t0 = time.perf_counter()
+        for i in range(0, n, batch // 2):
+            model.substitution_logits(ref[i:i + batch // 2], alt[i:i + batch // 2], mid, mid + 1)
+        out["model_snv_shortcut_both_strands_s_per_variant"] = (time.perf_counter() - t0) / n
     model.rc_average = False
     out["model_one_strand_s_per_variant"] = timed(model, x)
     out["one_member_one_strand_s_per_variant"] = timed(model.members[0], x[: x.shape[0] // 5])

@@ -339,8 +339,7 @@ class HybridNet(_Base):
         of the pool size so are the pooled steps. Only the layers after the pooling run for both
         strands (as one batch of 2B), with the same results as scoring the reverse complement anew.
         Otherwise (even kernel, ``center_max``, ...) the plain mean of both strands' logits."""
-        if not (self.rc_conv and self.kernel_size % 2 == 1 and codes.shape[1] % self.pool_size == 0
-                and not self.center_max):
+        if not self._shares_strands(codes.shape[1]):
             return super().rc_mean_logits(codes)
         c = strand_conv(self.conv, one_hot(codes).transpose(1, 2), True)
         x = self.pool(c)
@@ -348,6 +347,48 @@ class HybridNet(_Base):
         out = self._after_pool(torch.cat([x, x.flip(2)]), maxes, codes.shape[1])
         b = codes.shape[0]
         return 0.5 * (out[:b] + out[b:])
+
+    def _shares_strands(self, length: int) -> bool:
+        return (self.rc_conv and self.kernel_size % 2 == 1 and length % self.pool_size == 0
+                and not self.center_max)
+
+    def substitution_logits(self, ref: torch.Tensor, alt: torch.Tensor, lo: int, hi: int,
+                            both_strands: bool = True) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Logits of ``ref`` and ``alt`` windows [B, L] that differ only in columns ``[lo, hi)`` (SNVs, MNVs).
+
+        The ALT windows' convolution is the REF windows' one except within a kernel of the change, so
+        only those pooled steps are recomputed (on both strands' kernels); the layers after the
+        pooling run for every window. ``both_strands``: the mean of both strands (as ``rc_average``).
+        Returns None where this shortcut does not apply (the caller scores the windows plainly).
+        """
+        length = ref.shape[1]
+        if not self._shares_strands(length) or self.training:
+            return None
+        r, pool = self.kernel_size // 2, self.pool_size
+        steps = length // pool
+        t0, t1 = max(0, (lo - r) // pool), min(steps - 1, (hi - 1 + r) // pool)
+        a, b = t0 * pool, (t1 + 1) * pool
+        c = strand_conv(self.conv, one_hot(ref).transpose(1, 2), True)
+        x_ref = self.pool(c)
+        # the ALT columns [a, b) from the bases [a - r, b + r) (zero beyond the window, as the padding)
+        seg = nn.functional.pad(one_hot(alt).transpose(1, 2), (r, r))[:, :, a:b + 2 * r]
+        w, bias = self.conv.weight, self.conv.bias
+        c_seg = (torch.relu(nn.functional.conv1d(seg, w, bias))
+                 + torch.relu(nn.functional.conv1d(seg, w.flip(1).flip(2), bias)))
+        x_alt = x_ref.clone()
+        x_alt[:, :, t0:t1 + 1] = self.pool(c_seg)
+        maxes = None
+        if self.head != "occupancy":
+            m_ref = c.amax(dim=2)
+            outside = torch.cat([c[:, :, :a], c[:, :, b:]], 2)
+            m_alt = c_seg.amax(dim=2) if outside.shape[2] == 0 else torch.maximum(outside.amax(dim=2), c_seg.amax(dim=2))
+            maxes = [torch.cat([m_ref, m_ref, m_alt, m_alt]) if both_strands else torch.cat([m_ref, m_alt])]
+        parts = [x_ref, x_ref.flip(2), x_alt, x_alt.flip(2)] if both_strands else [x_ref, x_alt]
+        out = self._after_pool(torch.cat(parts), maxes, length)
+        n = ref.shape[0]
+        if both_strands:
+            return 0.5 * (out[:n] + out[n:2 * n]).float(), 0.5 * (out[2 * n:3 * n] + out[3 * n:]).float()
+        return out[:n].float(), out[n:].float()
 
     def _from_conv(self, c: torch.Tensor, length: int) -> torch.Tensor:
         """The logits from the convolution's ReLU responses ``c`` [B, F, L] of a ``length`` bp window."""
@@ -415,6 +456,16 @@ class Ensemble(nn.Module):
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         out = torch.stack([m(codes) for m in self.members])
         return out if self.training else out.mean(0)
+
+    def substitution_logits(self, ref: torch.Tensor, alt: torch.Tensor, lo: int, hi: int,
+                            both_strands: bool = True) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The members' mean of :meth:`HybridNet.substitution_logits` (None where a member lacks it)."""
+        if self.training or not all(hasattr(m, "substitution_logits") for m in self.members):
+            return None
+        outs = [m.substitution_logits(ref, alt, lo, hi, both_strands) for m in self.members]
+        if any(o is None for o in outs):
+            return None
+        return torch.stack([o[0] for o in outs]).mean(0), torch.stack([o[1] for o in outs]).mean(0)
 
 
 def build_model(name: str, **options: Any) -> nn.Module:

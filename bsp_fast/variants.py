@@ -11,7 +11,8 @@ REF allele and once with the ALT allele applied (:func:`allele_windows`): the al
 the window keeps its length, so an insertion trims and a deletion extends the window evenly at both
 ends. SNVs, MNVs and indels up to ``--max-indel`` bp (default 50) are scored; both strands are
 averaged unless ``--no-rc``. REF windows are scored once per distinct window (multi-allelic records
-share theirs).
+share theirs); for the ``hybrid`` models an SNV's / MNV's ALT window reuses its REF window's
+convolution (only the columns within a kernel of the change are recomputed).
 
 Output (tab-separated, one header line, gzip when the name ends in ``.gz``)::
 
@@ -305,9 +306,41 @@ def score_codes(model: torch.nn.Module, codes: np.ndarray, batch_size: int, devi
     return out
 
 
+def score_pairs(model: torch.nn.Module, ref: np.ndarray, alt: np.ndarray, lo: int, hi: int, batch_size: int,
+                device: torch.device) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ref, alt) logits of window pairs that differ only in columns ``[lo, hi)``, through the model's
+    ``substitution_logits`` (the hybrid reuses the REF convolution for the ALT window); None when the
+    model has no such shortcut."""
+    fn = getattr(model, "substitution_logits", None)
+    if fn is None:
+        return None
+    both = bool(getattr(model, "rc_average", False))
+    n = ref.shape[0]
+    out_r, out_a = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
+    step = max(1, batch_size // 2)
+    with torch.inference_mode():
+        for i in range(0, n, step):
+            r = torch.from_numpy(np.ascontiguousarray(ref[i:i + step])).to(device)
+            a = torch.from_numpy(np.ascontiguousarray(alt[i:i + step])).to(device)
+            if device.type == "cuda":
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    got = fn(r, a, lo, hi, both)
+            else:
+                got = fn(r, a, lo, hi, both)
+            if got is None:
+                return None
+            out_r[i:i + r.shape[0]] = got[0].float().cpu().numpy()
+            out_a[i:i + r.shape[0]] = got[1].float().cpu().numpy()
+    return out_r, out_a
+
+
 def score_rows(model: torch.nn.Module, genome: Any, rows: list[Row], length: int, batch_size: int,
                device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(ref logits, alt logits) of the scorable rows (those with codes), in order."""
+    """(ref logits, alt logits) of the scorable rows (those with codes), in order.
+
+    Substitutions (SNVs, MNVs: REF and ALT of one length k) go through :func:`score_pairs` where the
+    model has the shortcut (their windows differ only in the k centre columns); the rest, and every
+    row of other models, score their REF windows once per distinct window and their ALT windows."""
     ok = [r for r in rows if r.ref_codes is not None]
     if not ok:
         return np.zeros(0), np.zeros(0)
@@ -317,22 +350,45 @@ def score_rows(model: torch.nn.Module, genome: Any, rows: list[Row], length: int
     rlen = np.array([len(r.ref) for r in ok], dtype=np.int64)
     left = genome.codes(ids, p0 - m, m)
     right = genome.codes(ids, p0 + rlen, m)
+    ref_out = np.empty(len(ok), dtype=np.float64)
+    alt_out = np.empty(len(ok), dtype=np.float64)
+    todo = np.ones(len(ok), dtype=bool)
+    if getattr(model, "substitution_logits", None) is not None:
+        by_k: dict[int, list[int]] = {}
+        for i, r in enumerate(ok):
+            if len(r.ref) == len(r.alt):
+                by_k.setdefault(len(r.ref), []).append(i)
+        for k, idx_list in by_k.items():
+            idx = np.array(idx_list, dtype=np.int64)
+            rw = allele_windows(left[idx], right[idx], [ok[i].ref_codes for i in idx_list], length)
+            aw = allele_windows(left[idx], right[idx], [ok[i].alt_codes for i in idx_list], length)
+            lo = (length - k) // 2
+            got = score_pairs(model, rw, aw, lo, lo + k, batch_size, device)
+            if got is None:
+                break
+            ref_out[idx], alt_out[idx] = got
+            todo[idx] = False
+    rest = np.flatnonzero(todo)
+    if rest.size == 0:
+        return ref_out, alt_out
     # REF windows: one per distinct (contig, position, REF)
     keys: dict[tuple[int, int, str], int] = {}
-    ref_index = np.empty(len(ok), dtype=np.int64)
+    ref_index = np.empty(rest.size, dtype=np.int64)
     first = []
-    for i, r in enumerate(ok):
-        key = (int(ids[i]), int(p0[i]), r.ref.upper())
+    for n, i in enumerate(rest.tolist()):
+        key = (int(ids[i]), int(p0[i]), ok[i].ref.upper())
         j = keys.get(key)
         if j is None:
             j = keys[key] = len(first)
             first.append(i)
-        ref_index[i] = j
+        ref_index[n] = j
     first_a = np.array(first, dtype=np.int64)
     ref_win = allele_windows(left[first_a], right[first_a], [ok[i].ref_codes for i in first], length)
-    alt_win = allele_windows(left, right, [r.alt_codes for r in ok], length)
+    alt_win = allele_windows(left[rest], right[rest], [ok[i].alt_codes for i in rest.tolist()], length)
     logits = score_codes(model, np.concatenate([ref_win, alt_win]), batch_size, device)
-    return logits[:len(first)][ref_index], logits[len(first):]
+    ref_out[rest] = logits[:len(first)][ref_index]
+    alt_out[rest] = logits[len(first):]
+    return ref_out, alt_out
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

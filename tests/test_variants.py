@@ -326,3 +326,33 @@ def test_cli_lists_variants():
     from bsp_fast import cli
 
     assert "variants" in cli.COMMANDS
+
+
+def test_hybrid_substitution_shortcut_matches_plain_scoring(run, tmp_path, monkeypatch):
+    """The hybrid's ALT windows of SNVs / MNVs reuse the REF convolution: same table as plain scoring."""
+    import torch
+
+    from bsp_fast.checkpoint import FORMAT, VERSION, atomic_save
+    from bsp_fast.models import Ensemble, HybridNet, build_model
+
+    torch.manual_seed(0)
+    model = build_model("hybrid", head="occupancy", flank=100, filters=8, hidden=8, dense=8, members=2)
+    ckpt = tmp_path / "hybrid.pt"
+    atomic_save({"format": FORMAT, "version": VERSION, "model_config": model.config, "model": model.state_dict()}, ckpt)
+    s = run.genome.sequence("chr21", 20_000, 20_400)
+    other = lambda b: "ACGT"[("ACGT".index(b) + 1) % 4]  # noqa: E731
+    rows = [("chr21", 20_001 + i, "snv", s[i], other(s[i])) for i in range(0, 300, 7)]
+    rows += [("chr21", 20_001 + i, "mnv", s[i:i + 2], other(s[i]) + other(s[i + 1])) for i in range(3, 300, 29)]
+    rows += [("chr21", 20_001 + i, "del", s[i:i + 4], s[i]) for i in range(5, 300, 41)]
+    vcf = _write_vcf(tmp_path / "v.vcf", sorted(rows, key=lambda r: r[1]))
+    argv = ["--checkpoint", str(ckpt), "--genome", run.fa, "--cache-dir", run.cache, "--vcf", str(vcf), "--no-progress"]
+    for extra in ([], ["--no-rc"]):
+        assert variants.main(argv + ["--out", str(tmp_path / "fast.tsv"), *extra]) == 0
+        with monkeypatch.context() as mp:
+            mp.delattr(Ensemble, "substitution_logits")
+            mp.delattr(HybridNet, "substitution_logits")
+            assert variants.main(argv + ["--out", str(tmp_path / "plain.tsv"), *extra]) == 0
+        fast, plain = _table(tmp_path / "fast.tsv"), _table(tmp_path / "plain.tsv")
+        assert [r["id"] for r in fast] == [r["id"] for r in plain] and len(fast) == len(rows)
+        for key in ("ref_prob", "alt_prob", "logit_diff"):
+            assert np.allclose([float(r[key]) for r in fast], [float(r[key]) for r in plain], atol=1e-5), key
