@@ -410,8 +410,16 @@ class HybridNet(_Base):
         y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]
         h = self.hidden
         if self.head == "occupancy":  # each pooled position's site logit from its filters and GRU states
-            a = self.site(torch.cat([x, y.transpose(1, 2)], 1)).squeeze(1)  # [B, T]
-            centres = torch.arange(a.shape[1], device=a.device) * self.pool_size + self.pool_size // 2
+            feat = torch.cat([x, y.transpose(1, 2)], 1)  # [B, F + 2H, T]
+            centres = torch.arange(feat.shape[2], device=feat.device) * self.pool_size + self.pool_size // 2
+            if not self.training:
+                # only sites in the region count (occupancy_logit), and the site head is per position
+                # (width 1): at evaluation the positions in the flanks are left out, with the same result
+                inside = ((centres >= self.flank) & (centres < self.flank + _region_bp(self.flank, length))).nonzero()
+                if inside.numel():
+                    lo, hi = int(inside[0]), int(inside[-1]) + 1
+                    feat, centres = feat[:, :, lo:hi], centres[lo:hi]
+            a = self.site(feat).squeeze(1)  # [B, T]
             return occupancy_logit(a, centres, self.flank, length)
         # the GRU's summary (motif arrangement and context) plus the filter maxima
         feat = torch.cat([y[:, -1, :h], y[:, 0, h:], *(maxes or [])], dim=1)

@@ -248,3 +248,22 @@ def test_hybrid_both_strands_from_one_convolution(opts):
         got = m(x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(plain, want, rtol=1e-5, atol=1e-5)
+
+
+def test_hybrid_occupancy_evaluation_skips_the_flanks():
+    """At evaluation the hybrid's site head runs only on positions inside the region: same logits."""
+    from bsp_fast.models import occupancy_logit
+
+    torch.manual_seed(0)
+    m = build_model("hybrid", head="occupancy", flank=100, rc_average=False).eval()
+    x = torch.randint(0, 5, (4, 400), dtype=torch.uint8)
+    with torch.no_grad():
+        got = m(x)
+        h = one_hot(x).transpose(1, 2)
+        c = torch.relu(m.conv(h)) + torch.relu(m.conv(h.flip(1).flip(2))).flip(2)
+        p = m.pool(c)
+        y = m.gru(p.transpose(1, 2).contiguous())[0]
+        a = m.site(torch.cat([p, y.transpose(1, 2)], 1)).squeeze(1)  # every position
+        centres = torch.arange(a.shape[1]) * m.pool_size + m.pool_size // 2
+        want = occupancy_logit(a, centres, 100, 400)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
