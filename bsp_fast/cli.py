@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 COMMANDS = {
     "train": "train a model genome-wide (default: the built-in synthetic data set)",
     "predict": "score every bin of a genome (ENCODE-DREAM submission format)",
+    "variants": "effects of VCF/BCF variants on binding (ref/alt probability, logit difference)",
     "evaluate": "score a predictions file against labels",
     "cv": "k-fold cross-validation on FASTA sequence sets",
     "motifs": "first-layer kernels as motifs and logos",

@@ -233,10 +233,13 @@ class _Base(nn.Module):
         if codes.shape[1] < self.min_length():
             raise ValueError(f"{self.name}: sequences of {codes.shape[1]} bp are shorter than the "
                              f"minimum {self.min_length()} bp")
-        out = self.logits(codes)
         if self.rc_average and not self.training:
-            out = 0.5 * (out + self.logits(revcomp_codes(codes)))
-        return out.float()
+            return self.rc_mean_logits(codes).float()
+        return self.logits(codes).float()
+
+    def rc_mean_logits(self, codes: torch.Tensor) -> torch.Tensor:
+        """The mean of the logits of ``codes`` and of their reverse complement (``rc_average``)."""
+        return 0.5 * (self.logits(codes) + self.logits(revcomp_codes(codes)))
 
     def logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -391,22 +394,99 @@ class HybridNet(_Base):
     def logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[2]
         c = strand_conv(self.conv, x, self.rc_conv)  # [B, F, L]
-        x = self.drop(self.pool(c))  # [B, F, L / pool]
+        return self._from_conv(c, length)
+
+    def rc_mean_logits(self, codes: torch.Tensor) -> torch.Tensor:
+        """Both strands from one convolution: with ``rc_conv`` every filter already scans both strands,
+        so the (odd-kernel, same-padded) convolution of the reverse complement is this one reversed,
+        exactly (the same two ReLU terms, summed the other way round), and with the window a multiple
+        of the pool size so are the pooled steps. Only the layers after the pooling run for both
+        strands (as one batch of 2B), with the same results as scoring the reverse complement anew.
+        Otherwise (even kernel, ``center_max``, ...) the plain mean of both strands' logits."""
+        if not self._shares_strands(codes.shape[1]):
+            return super().rc_mean_logits(codes)
+        c = strand_conv(self.conv, one_hot(codes).transpose(1, 2), True)
+        x = self.pool(c)
+        maxes = None if self.head == "occupancy" else [c.amax(dim=2).repeat(2, 1)]  # the same on both strands
+        out = self._after_pool(torch.cat([x, x.flip(2)]), maxes, codes.shape[1])
+        b = codes.shape[0]
+        return 0.5 * (out[:b] + out[b:])
+
+    def _shares_strands(self, length: int) -> bool:
+        return (self.rc_conv and self.kernel_size % 2 == 1 and length % self.pool_size == 0
+                and not self.center_max)
+
+    def substitution_logits(self, ref: torch.Tensor, alt: torch.Tensor, lo: int, hi: int,
+                            both_strands: bool = True) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Logits of ``ref`` and ``alt`` windows [B, L] that differ only in columns ``[lo, hi)`` (SNVs, MNVs).
+
+        The ALT windows' convolution is the REF windows' one except within a kernel of the change, so
+        only those pooled steps are recomputed (on both strands' kernels); the layers after the
+        pooling run for every window. ``both_strands``: the mean of both strands (as ``rc_average``).
+        Returns None where this shortcut does not apply (the caller scores the windows plainly).
+        """
+        length = ref.shape[1]
+        if not self._shares_strands(length) or self.training:
+            return None
+        r, pool = self.kernel_size // 2, self.pool_size
+        steps = length // pool
+        t0, t1 = max(0, (lo - r) // pool), min(steps - 1, (hi - 1 + r) // pool)
+        a, b = t0 * pool, (t1 + 1) * pool
+        c = strand_conv(self.conv, one_hot(ref).transpose(1, 2), True)
+        x_ref = self.pool(c)
+        # the ALT columns [a, b) from the bases [a - r, b + r) (zero beyond the window, as the padding)
+        seg = nn.functional.pad(one_hot(alt).transpose(1, 2), (r, r))[:, :, a:b + 2 * r]
+        w, bias = self.conv.weight, self.conv.bias
+        c_seg = (torch.relu(nn.functional.conv1d(seg, w, bias))
+                 + torch.relu(nn.functional.conv1d(seg, w.flip(1).flip(2), bias)))
+        x_alt = x_ref.clone()
+        x_alt[:, :, t0:t1 + 1] = self.pool(c_seg)
+        maxes = None
+        if self.head != "occupancy":
+            m_ref = c.amax(dim=2)
+            outside = torch.cat([c[:, :, :a], c[:, :, b:]], 2)
+            m_alt = c_seg.amax(dim=2) if outside.shape[2] == 0 else torch.maximum(outside.amax(dim=2), c_seg.amax(dim=2))
+            maxes = [torch.cat([m_ref, m_ref, m_alt, m_alt]) if both_strands else torch.cat([m_ref, m_alt])]
+        parts = [x_ref, x_ref.flip(2), x_alt, x_alt.flip(2)] if both_strands else [x_ref, x_alt]
+        out = self._after_pool(torch.cat(parts), maxes, length)
+        n = ref.shape[0]
+        if both_strands:
+            return 0.5 * (out[:n] + out[n:2 * n]).float(), 0.5 * (out[2 * n:3 * n] + out[3 * n:]).float()
+        return out[:n].float(), out[n:].float()
+
+    def _from_conv(self, c: torch.Tensor, length: int) -> torch.Tensor:
+        """The logits from the convolution's ReLU responses ``c`` [B, F, L] of a ``length`` bp window."""
+        maxes = None
+        if self.head != "occupancy":
+            # each filter's best match (DeepBind's global max pool: a short gradient path that lets the
+            # filters find the motifs early), and with center_max its best match in the middle half
+            maxes = [c.amax(dim=2)]
+            if self.center_max:
+                n = c.shape[2]
+                lo, hi = middle_half(self.flank, length)
+                lo = min(lo, n - 1)
+                maxes.append(c[:, :, lo:min(max(hi, lo + 1), n)].amax(dim=2))
+        return self._after_pool(self.pool(c), maxes, length)
+
+    def _after_pool(self, x: torch.Tensor, maxes: list[torch.Tensor] | None, length: int) -> torch.Tensor:
+        """Pooled responses [B, F, L / pool] (+ the dense head's filter maxima) -> logits [B]."""
+        x = self.drop(x)
         y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]
         h = self.hidden
         if self.head == "occupancy":  # each pooled position's site logit from its filters and GRU states
-            a = self.site(torch.cat([x, y.transpose(1, 2)], 1)).squeeze(1)  # [B, T]
-            centres = torch.arange(a.shape[1], device=a.device) * self.pool_size + self.pool_size // 2
+            feat = torch.cat([x, y.transpose(1, 2)], 1)  # [B, F + 2H, T]
+            centres = torch.arange(feat.shape[2], device=feat.device) * self.pool_size + self.pool_size // 2
+            if not self.training:
+                # only sites in the region count (occupancy_logit), and the site head is per position
+                # (width 1): at evaluation the positions in the flanks are left out, with the same result
+                inside = ((centres >= self.flank) & (centres < self.flank + _region_bp(self.flank, length))).nonzero()
+                if inside.numel():
+                    lo, hi = int(inside[0]), int(inside[-1]) + 1
+                    feat, centres = feat[:, :, lo:hi], centres[lo:hi]
+            a = self.site(feat).squeeze(1)  # [B, T]
             return occupancy_logit(a, centres, self.flank, length)
-        # the GRU's summary (motif arrangement and context) plus each filter's best match (DeepBind's
-        # global max pool: a short gradient path that lets the filters find the motifs early)
-        parts = [y[:, -1, :h], y[:, 0, h:], c.amax(dim=2)]
-        if self.center_max:
-            length = c.shape[2]
-            lo, hi = middle_half(self.flank, length)
-            lo = min(lo, length - 1)
-            parts.append(c[:, :, lo:min(max(hi, lo + 1), length)].amax(dim=2))
-        feat = torch.cat(parts, dim=1)
+        # the GRU's summary (motif arrangement and context) plus the filter maxima
+        feat = torch.cat([y[:, -1, :h], y[:, 0, h:], *(maxes or [])], dim=1)
         return self.mlp(feat).squeeze(1)
 
 
@@ -571,6 +651,16 @@ class Ensemble(nn.Module):
         """:meth:`_Base.forward_one_hot` of every member, combined as :meth:`forward` combines them."""
         out = torch.stack([m.forward_one_hot(x) for m in self.members])
         return out if self.training else out.mean(0)
+
+    def substitution_logits(self, ref: torch.Tensor, alt: torch.Tensor, lo: int, hi: int,
+                            both_strands: bool = True) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The members' mean of :meth:`HybridNet.substitution_logits` (None where a member lacks it)."""
+        if self.training or not all(hasattr(m, "substitution_logits") for m in self.members):
+            return None
+        outs = [m.substitution_logits(ref, alt, lo, hi, both_strands) for m in self.members]
+        if any(o is None for o in outs):
+            return None
+        return torch.stack([o[0] for o in outs]).mean(0), torch.stack([o[1] for o in outs]).mean(0)
 
 
 def build_model(name: str, **options: Any) -> nn.Module:

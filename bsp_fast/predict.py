@@ -8,13 +8,26 @@
 Scores every 200 bp bin every 50 bp (the ENCODE-DREAM grid: starts 0, 50, ... while the bin fits
 in the chromosome; ``--bin-size`` / ``--step`` change it) of the chosen chromosomes (default: all),
 or the intervals of ``--regions BED`` (each scored with the model's window centred on it, in the
-BED's order). Output: ENCODE-DREAM submission format, tab-separated ``chr start stop probability``
-without a header, gzip-compressed when the name ends in ``.gz``.
+BED's order). The output's suffix chooses its format (:mod:`bsp_fast.tracks`):
+
+- ``.tsv`` / ``.tsv.gz``: ENCODE-DREAM submission format, tab-separated ``chr start stop probability``
+  without a header;
+- ``.bedgraph`` / ``.bedgraph.gz``: a ``track type=bedGraph name=...`` line, then one row per bin;
+- ``.bw`` / ``.bigwig``: bigWig (needs pyBigWig: ``pip install 'bsp_fast[tracks]'``), chromosome
+  sizes from the genome.
+
+In bedGraph and bigWig each bin's probability covers the ``--step`` bp centred in its bin (bin
+``[s, s + 200)`` -> ``[s + 75, s + 125)``), so the overlapping bins become adjacent, non-overlapping
+intervals; ``--regions`` are written as they are (bigWig needs them sorted and non-overlapping).
+``--peaks-out FILE`` also writes the bins with probability >= ``--threshold`` merged into peaks
+(overlapping or touching bins merge) as narrowPeak: name, score ``round(1000 * max p)``, strand ``.``,
+signalValue = max probability, pValue / qValue -1, summit = centre of the best bin.
 
 Streaming: bins are generated, scored and written in chunks (``--chunk`` bins), so memory stays
 bounded at any genome size; the file is written to a temporary name and renamed at the end, so an
 existing output is replaced only by a complete one. Under ``torchrun --nproc_per_node N`` each rank
-scores every N-th chunk and rank 0 merges the parts in genome order (concatenated gzip members).
+scores every N-th chunk into a part file (NumPy arrays) and rank 0 replays the parts in genome order
+through the writers.
 """
 
 from __future__ import annotations
@@ -32,6 +45,8 @@ import torch
 from bsp_fast import distributed as D
 from bsp_fast.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from bsp_fast.cli import ArgumentParser, UserError, guard
+from bsp_fast.progress import progress
+from bsp_fast.tracks import BigWigWriter, NarrowPeakWriter, TrackError, TrackWriter, open_track, track_format
 
 PROG = "bsp-fast predict"
 
@@ -46,7 +61,12 @@ def build_parser() -> ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--chroms", help="comma-separated chromosomes (default: every chromosome of the genome)")
     g.add_argument("--regions", help="BED file of regions to score instead of the bin grid")
-    p.add_argument("--out", required=True, help="output file (.tsv.gz or .tsv)")
+    p.add_argument("--out", required=True,
+                   help="output file; the suffix chooses the format: .tsv(.gz) (ENCODE-DREAM), "
+                        ".bedgraph(.gz), .bw/.bigwig")
+    p.add_argument("--peaks-out", help="also write the bins >= --threshold merged into peaks (narrowPeak, .bed/.narrowPeak[.gz])")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of --peaks-out (default 0.5)")
+    p.add_argument("--track-name", help="track name in bedGraph / narrowPeak (default: bsp_fast_<model>)")
     p.add_argument("--bin-size", type=int, default=None, help="bin size (default: the checkpoint's, 200)")
     p.add_argument("--step", type=int, default=50, help="bin step (default 50)")
     p.add_argument("--batch-size", type=int, default=256)
@@ -132,9 +152,35 @@ def count_bins(genome: Any, args: Any, bin_size: int) -> int:
 
 
 def format_rows(chrom: str, starts: np.ndarray, stops: np.ndarray, probs: np.ndarray) -> str:
-    """ENCODE-DREAM submission rows ``chr<TAB>start<TAB>stop<TAB>prob``."""
+    """ENCODE-DREAM submission rows ``chr<TAB>start<TAB>stop<TAB>prob`` (see :class:`bsp_fast.tracks.TsvWriter`)."""
     p = np.char.mod("%.6g", probs.astype(np.float64))
     return "".join(f"{chrom}\t{a}\t{b}\t{q}\n" for a, b, q in zip(starts.tolist(), stops.tolist(), p.tolist()))
+
+
+def _open_writers(out: Path, args: Any, genome: Any, name: str, bin_size: int) -> list[TrackWriter]:
+    """The writers of ``--out`` and ``--peaks-out`` (temporary files until closed)."""
+    writers: list[TrackWriter] = []
+    step = None if args.regions else args.step
+    try:
+        for flag, path in (("--out", out), ("--peaks-out", args.peaks_out)):
+            if path is None:
+                continue
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if flag == "--out":
+                    writers.append(open_track(path, genome.chromosomes, name=name, step=step))
+                else:
+                    writers.append(NarrowPeakWriter(path, args.threshold, name=name))
+            except TrackError as exc:
+                raise UserError(f"{flag} {exc}") from None
+            except OSError as exc:
+                raise UserError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    return writers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,7 +192,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from bsp_fast.dense import is_dense, score_grid
     from bsp_fast.loader import score_windows
     from bsp_fast.models import seq_len, window_offset
-    from bsp_fast.train import _bar, _one_line, resolve_device
+    from bsp_fast.train import _one_line, resolve_device
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     for flag, v in (("--step", args.step), ("--batch-size", args.batch_size), ("--chunk", args.chunk),
@@ -168,8 +214,15 @@ def _main(argv: Sequence[str] | None) -> int:
     except (ValueError, OSError) as exc:
         raise UserError(f"--genome {args.genome}: {_one_line(exc)}") from None
     out = Path(args.out)
-    if out.is_dir():
-        raise UserError(f"--out {out}: is a directory (expected a file name such as preds.tsv.gz)")
+    for flag, path in (("--out", out), ("--peaks-out", Path(args.peaks_out) if args.peaks_out else None)):
+        if path is not None and path.is_dir():
+            raise UserError(f"{flag} {path}: is a directory (expected a file name such as preds.tsv.gz)")
+    try:
+        track_format(out)
+    except TrackError as exc:
+        raise UserError(f"--out {exc}") from None
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UserError(f"--threshold: expected a probability in [0, 1], got {args.threshold}")
     bin_size = int(args.bin_size or ckpt.get("bin_size", 200))
     cfg = model.config
     length = seq_len(cfg)
@@ -177,6 +230,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if dense and (args.step != cfg["step"] or bin_size != cfg["region"]):
         raise UserError(f"--step {args.step} / --bin-size {bin_size}: model {cfg['name']} scores {cfg['region']} bp "
                         f"bins every {cfg['step']} bp in one pass over each stretch; use --step {cfg['step']}")
+    track_name = args.track_name or f"bsp_fast_{cfg['name']}"
     chunks = list(_chunks(genome, args, bin_size)) if args.regions else None  # validates the BED up front
     if not args.regions:
         next(iter(_chunks(genome, args, bin_size)), None)  # validates --chroms up front
@@ -188,63 +242,74 @@ def _main(argv: Sequence[str] | None) -> int:
         autocast = device.type == "cuda"
         total = count_bins(genome, args, bin_size) if chunks is None else sum(c[1].size for c in chunks)
         show = not args.no_progress and dist_info.is_main
-        bar = _bar(total=(total if total >= 0 else None), desc="predict", unit="bin", disable=not show)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        bar = progress(total=(total if total >= 0 else None), desc="predict", unit="bin", disable=not show)
+        writers: list[TrackWriter] = []
         tmp_dir = out.parent / f".{out.name}.parts"
         if dist_info.is_main:
-            tmp_dir.mkdir(exist_ok=True)
+            writers = _open_writers(out, args, genome, track_name, bin_size)
+            if dist_info.enabled:
+                tmp_dir.mkdir(exist_ok=True)
         D.barrier(dist_info)
-        compress = out.name.endswith(".gz")
         t0 = time.perf_counter()
         n_done = 0
-        written: list[Path] = []
-        it = chunks if chunks is not None else _chunks(genome, args, bin_size)
-        for k, (chrom, starts, stops) in enumerate(it):
-            if k % dist_info.world_size != dist_info.rank:
-                continue
-            cid = genome.chrom_id(chrom)
-            centers = (starts + stops) // 2
-            wstarts = centers - length // 2
-            ids = np.full(starts.size, cid, dtype=np.int64)
-            report = (lambda m: bar.update(m * dist_info.world_size)) if show else None
-            if dense:  # the chunk is a run of the bin grid: every bin of it from stretches read once
-                logits = score_grid(model, genome, cid, int(starts[0]), starts.size, device=device,
-                                    autocast=autocast, progress=report)
-                probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
-            else:
-                probs = score_windows(model, genome, ids, wstarts, length, args.batch_size, device, autocast,
-                                      progress=report)
-            text = format_rows(chrom, starts, stops, probs).encode()
-            part = tmp_dir / f"{k:08d}.part"
-            with open(part, "wb") as fh:
-                fh.write(gzip.compress(text, compresslevel=4) if compress else text)
-            written.append(part)
-            n_done += starts.size
-        bar.close()
-        counts = D.all_reduce_sum([float(n_done)], dist_info, torch.device("cpu"))
-        D.barrier(dist_info)
+        try:
+            it = chunks if chunks is not None else _chunks(genome, args, bin_size)
+            for k, (chrom, starts, stops) in enumerate(it):
+                if k % dist_info.world_size != dist_info.rank:
+                    continue
+                cid = genome.chrom_id(chrom)
+                centers = (starts + stops) // 2
+                wstarts = centers - length // 2
+                ids = np.full(starts.size, cid, dtype=np.int64)
+                report = (lambda m: bar.update(m * dist_info.world_size)) if show else None
+                if dense:  # the chunk is a run of the bin grid: every bin of it from stretches read once
+                    logits = score_grid(model, genome, cid, int(starts[0]), starts.size, device=device,
+                                        autocast=autocast, progress=report)
+                    probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+                else:
+                    probs = score_windows(model, genome, ids, wstarts, length, args.batch_size, device, autocast,
+                                          progress=report)
+                if dist_info.enabled:  # a part per chunk; rank 0 replays them in order
+                    part = tmp_dir / f"{k:08d}.npz"
+                    with open(part.with_suffix(".tmp"), "wb") as fh:
+                        np.savez(fh, chrom=np.array(chrom), starts=starts, stops=stops, probs=probs)
+                    os.replace(part.with_suffix(".tmp"), part)
+                else:
+                    for w in writers:
+                        w.write(chrom, starts, stops, probs)
+                n_done += starts.size
+            bar.close()
+            counts = D.all_reduce_sum([float(n_done)], dist_info, torch.device("cpu"))
+            D.barrier(dist_info)
+            if dist_info.is_main:
+                if dist_info.enabled:
+                    for part in sorted(tmp_dir.glob("*.npz")):
+                        with np.load(part) as z:
+                            for w in writers:
+                                w.write(str(z["chrom"]), z["starts"], z["stops"], z["probs"])
+                        part.unlink()
+                    tmp_dir.rmdir()
+                for w in writers:
+                    w.close()
+                writers_done = writers
+                writers = []
+        except TrackError as exc:
+            raise UserError(f"--out {exc}") from None
+        except OSError as exc:
+            raise UserError(f"--out {out}: {exc.strerror or exc}") from None
+        finally:
+            for w in writers:  # only on an error: nothing half-written
+                w.abort()
         if dist_info.is_main:
-            parts = sorted(tmp_dir.glob("*.part"))
-            tmp = out.with_name(f".{out.name}.tmp")
-            with open(tmp, "wb") as fh:
-                for part in parts:  # concatenated gzip members form one valid gzip file
-                    with open(part, "rb") as src:
-                        while True:
-                            buf = src.read(1 << 22)
-                            if not buf:
-                                break
-                            fh.write(buf)
-                if not parts and compress:
-                    fh.write(gzip.compress(b""))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, out)
-            for part in parts:
-                part.unlink()
-            tmp_dir.rmdir()
             dt = time.perf_counter() - t0
             print(f"{PROG}: wrote {int(counts[0]):,} scores to {out} in {dt:.1f} s "
                   f"({counts[0] / max(dt, 1e-9):,.0f} bins/s)", file=sys.stderr)
+            for w in writers_done:
+                if isinstance(w, NarrowPeakWriter):
+                    print(f"{PROG}: {w.n_peaks:,} peaks ({w.n_rows:,} bins >= {args.threshold:g}) in {w.path}",
+                          file=sys.stderr)
+                elif isinstance(w, BigWigWriter):
+                    print(f"{PROG}: UCSC custom track line for {w.path.name}: {w.track_line}", file=sys.stderr)
         D.barrier(dist_info)
     finally:
         D.teardown(dist_info)

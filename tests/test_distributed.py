@@ -65,3 +65,21 @@ def test_ddp_train_resume_predict(tiny, tmp_path):
     assert [x.split("\t")[:3] for x in a] == [x.split("\t")[:3] for x in c]  # merged in genome order
     for x, y in zip(a, c):
         assert float(x.split("\t")[3]) == pytest.approx(float(y.split("\t")[3]), rel=1e-4, abs=1e-6)
+
+    # bigWig and narrowPeak: rank 0 replays the ranks' parts in genome order through the writers
+    pytest.importorskip("pyBigWig")
+    import pyBigWig
+
+    bw2, pk2, bw1, pk1 = (tmp_path / n for n in ("two.bw", "two.narrowPeak", "one.bw", "one.narrowPeak"))
+    thr = ["--threshold", "0.5"]
+    r = torchrun("bsp_fast.predict", pred + ["--out", str(bw2), "--peaks-out", str(pk2), *thr])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert predict.main(pred + ["--out", str(bw1), "--peaks-out", str(pk1), *thr]) == 0
+    assert [x.split("\t")[:3] for x in pk1.read_text().splitlines()] == \
+        [x.split("\t")[:3] for x in pk2.read_text().splitlines()]
+    f1, f2 = pyBigWig.open(str(bw1)), pyBigWig.open(str(bw2))
+    for c in ("chr1", "chr8", "chr21"):
+        i1, i2 = f1.intervals(c), f2.intervals(c)
+        assert [x[:2] for x in i1] == [x[:2] for x in i2] and len(i1) > 100
+        assert max(abs(x[2] - y[2]) for x, y in zip(i1, i2)) < 1e-4
+    assert not list(tmp_path.glob(".two*"))  # no parts left behind

@@ -230,3 +230,40 @@ def test_occupancy_options_checked():
     ens = build_model("hybrid", head="occupancy", members=2, filters=4)
     codes = torch.randint(0, 4, (3, seq_len(ens.config)), dtype=torch.uint8)
     assert ens.train()(codes).shape == (2, 3) and ens.eval()(codes).shape == (3,)
+
+
+@pytest.mark.parametrize("opts", [dict(head="occupancy", flank=100, members=2), dict(), dict(center_max=True),
+                                  dict(kernel_size=18), dict(rc_conv=False)])
+def test_hybrid_both_strands_from_one_convolution(opts):
+    """hybrid's rc_average reuses the convolution for the reverse strand: the same as scoring it anew."""
+    from bsp_fast.models import _Base, revcomp_codes
+
+    torch.manual_seed(0)
+    m = build_model("hybrid", **opts).eval()
+    x = torch.randint(0, 5, (6, 400), dtype=torch.uint8)
+    members = m.members if hasattr(m, "members") else [m]
+    with torch.no_grad():
+        want = torch.stack([0.5 * (k.logits(x) + k.logits(revcomp_codes(x))) for k in members]).mean(0)
+        plain = torch.stack([_Base.rc_mean_logits(k, x) for k in members]).mean(0)
+        got = m(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain, want, rtol=1e-5, atol=1e-5)
+
+
+def test_hybrid_occupancy_evaluation_skips_the_flanks():
+    """At evaluation the hybrid's site head runs only on positions inside the region: same logits."""
+    from bsp_fast.models import occupancy_logit
+
+    torch.manual_seed(0)
+    m = build_model("hybrid", head="occupancy", flank=100, rc_average=False).eval()
+    x = torch.randint(0, 5, (4, 400), dtype=torch.uint8)
+    with torch.no_grad():
+        got = m(x)
+        h = one_hot(x).transpose(1, 2)
+        c = torch.relu(m.conv(h)) + torch.relu(m.conv(h.flip(1).flip(2))).flip(2)
+        p = m.pool(c)
+        y = m.gru(p.transpose(1, 2).contiguous())[0]
+        a = m.site(torch.cat([p, y.transpose(1, 2)], 1)).squeeze(1)  # every position
+        centres = torch.arange(a.shape[1]) * m.pool_size + m.pool_size // 2
+        want = occupancy_logit(a, centres, 100, 400)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

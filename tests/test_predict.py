@@ -103,3 +103,65 @@ def test_bad_input(trained, tmp_path, capsys):
     _bad(capsys, evaluate.main, ["--predictions", str(preds), "--labels", str(trained.b.labels),
                                  "--out", str(tmp_path / "m.json")], "no prediction", "chr21")
     assert not (tmp_path / "m.json").exists()
+
+
+def test_predict_tracks_and_peaks(trained, tmp_path, capsys):
+    """bigWig, bedGraph and narrowPeak from the same scores as the TSV."""
+    pyBigWig = pytest.importorskip("pyBigWig")
+    base = ["--checkpoint", trained.ckpt, "--genome", str(trained.b.fasta), "--chroms", "chr21,chr8",
+            "--cache-dir", trained.cache, "--no-progress", "--chunk", "700"]
+    tsv = tmp_path / "p.tsv"
+    assert predict.main(base + ["--out", str(tsv)]) == 0
+    rows = [r.split("\t") for r in tsv.read_text().splitlines()]
+    probs = np.array([float(r[3]) for r in rows])
+    thr = float(np.quantile(probs, 0.9))
+    bw, bg, peaks = tmp_path / "p.bw", tmp_path / "p.bedgraph.gz", tmp_path / "peaks.narrowPeak"
+    assert predict.main(base + ["--out", str(bw), "--peaks-out", str(peaks), "--threshold", str(thr)]) == 0
+    err = capsys.readouterr().err
+    assert "peaks" in err and "track type=bigWig" in err
+    assert predict.main(base + ["--out", str(bg), "--track-name", "gabpa"]) == 0
+    # bigWig: each value on the 50 bp centred in its bin, the same values as the TSV
+    f = pyBigWig.open(str(bw))
+    assert f.chroms() == dict(trained_sizes(trained))
+    for c in ("chr8", "chr21"):
+        sel = [r for r in rows if r[0] == c]
+        iv = f.intervals(c)
+        assert [(a, b) for a, b, _ in iv] == [(int(r[1]) + 75, int(r[1]) + 125) for r in sel]
+        assert np.allclose([v for *_, v in iv], [float(r[3]) for r in sel], rtol=1e-5, atol=1e-7)
+    f.close()
+    # bedGraph: a track line, then the same intervals and values
+    lines = gzip.open(bg, "rt").read().splitlines()
+    assert lines[0].startswith('track type=bedGraph name="gabpa"')
+    got = [x.split("\t") for x in lines[1:]]
+    assert [(x[0], int(x[1]), int(x[2])) for x in got] == [(r[0], int(r[1]) + 75, int(r[1]) + 125) for r in rows]
+    assert [x[3] for x in got] == [r[3] for r in rows]
+    # narrowPeak: the peaks cover exactly the bins >= threshold
+    pk = [x.split("\t") for x in peaks.read_text().splitlines()]
+    assert pk and all(len(x) == 10 for x in pk)
+    for c in ("chr8", "chr21"):
+        size = trained_sizes(trained)[c]
+        want = np.zeros(size, bool)
+        for r in rows:
+            if r[0] == c and float(r[3]) >= thr:
+                want[int(r[1]):int(r[2])] = True
+        have = np.zeros(size, bool)
+        for x in pk:
+            if x[0] == c:
+                a, b = int(x[1]), int(x[2])
+                assert 0 <= int(x[9]) < b - a and 0 <= int(x[4]) <= 1000 and x[5] == "."
+                have[a:b] = True
+        assert (want == have).all()
+    # an unknown suffix: one line, exit 2, nothing written
+    _bad(capsys, predict.main, base + ["--out", str(tmp_path / "p.csv")], "--out", "p.csv", ".bw")
+    assert not (tmp_path / "p.csv").exists()
+    _bad(capsys, predict.main, base + ["--out", str(tmp_path / "q.tsv"), "--threshold", "2"], "--threshold")
+    (tmp_path / "file").write_text("")
+    _bad(capsys, predict.main, base + ["--out", str(tmp_path / "q.tsv"), "--peaks-out", str(tmp_path / "file" / "x.bed")],
+         "--peaks-out", "cannot write")
+    assert not (tmp_path / "q.tsv").exists() and not list(tmp_path.glob(".q.tsv*"))
+
+
+def trained_sizes(trained):
+    from bsp_fast.data import Genome
+
+    return dict(Genome(trained.b.fasta, cache_dir=trained.cache).chromosomes)
