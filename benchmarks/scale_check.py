@@ -15,8 +15,12 @@ so that its peak RSS is its own:
    anonymous and file-backed parts at the end: mapped genome pages are file-backed, shared and
    reclaimable).
 
-Targets (issue 4): encode + parse < 10 min, peak RSS < 4 GB while sampling. The files are deleted
-at the end unless --keep.
+4. predict (``--phases ...,predict``): ``python -m bsp_fast.predict`` of the default model (built
+   untrained with the default run's config, or ``--checkpoint``) over every bin of the genome, from
+   the FASTA (encoding included, into a fresh cache) to the gzipped TSV; wall time, bins/s, peak RSS.
+
+Targets (issue 4): encode + parse < 10 min, peak RSS < 4 GB while sampling; (issue 13) predict of
+the whole genome < 1 hour, memory bounded. The files are deleted at the end unless --keep.
 """
 
 from __future__ import annotations
@@ -220,6 +224,39 @@ def phase_sample(args) -> dict:
             **{f"sample_{k}": v for k, v in mem_status().items()}}
 
 
+def phase_predict(args) -> dict:
+    """The whole genome through ``python -m bsp_fast.predict`` in a child process (peak RSS its own)."""
+    ckpt = args.checkpoint
+    if ckpt is None:
+        import torch
+
+        from bsp_fast.checkpoint import FORMAT, VERSION, atomic_save
+        from bsp_fast.models import build_model
+        from bsp_fast.train import BUILTIN_DENSE_DEFAULTS, DEFAULT_MODEL
+
+        torch.manual_seed(0)
+        model = build_model(DEFAULT_MODEL, members=BUILTIN_DENSE_DEFAULTS["members"])
+        ckpt = args.dir / "default.pt"
+        atomic_save({"format": FORMAT, "version": VERSION, "kind": "best", "model_config": model.config,
+                     "model": model.state_dict(), "bin_size": 200}, ckpt)
+    out = args.dir / "preds.tsv.gz"
+    cmd = [sys.executable, "-m", "bsp_fast.predict", "--checkpoint", str(ckpt), "--genome", str(args.dir / "genome.fa"),
+           "--cache-dir", str(args.dir / "predict-cache"), "--out", str(out)]
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"predict failed: {p.stderr[-2000:]}")
+    rows = 0
+    with gzip.open(out, "rt") as fh:
+        for rows, _ in enumerate(fh, 1):
+            pass
+    return {"predict_cmd": " ".join(cmd[1:]), "predict_s": dt, "predict_bins": rows, "predict_bins_per_s": rows / dt,
+            "predict_out_bytes": out.stat().st_size,
+            "predict_peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+            "predict_log_tail": p.stderr.strip().splitlines()[-1:]}
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -229,11 +266,15 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/tmp/bsp_scale"))
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to sample")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
-    ap.add_argument("--phase", choices=["encode", "parse", "sample"], help=argparse.SUPPRESS)
+    ap.add_argument("--phase", choices=["encode", "parse", "sample", "predict"], help=argparse.SUPPRESS)
+    ap.add_argument("--phases", default="encode,parse,sample",
+                    help="comma-separated phases to run: encode, parse, sample, predict (default: the first three)")
+    ap.add_argument("--checkpoint", type=Path, help="predict: this checkpoint (default: the default model, untrained)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     if args.phase:
-        res = {"encode": phase_encode, "parse": phase_parse, "sample": phase_sample}[args.phase](args)
+        res = {"encode": phase_encode, "parse": phase_parse, "sample": phase_sample,
+               "predict": phase_predict}[args.phase](args)
         print("RESULT " + json.dumps(res))
         return
 
@@ -252,13 +293,20 @@ def main() -> None:
         write_fasta(args.dir / "genome.fa", sizes)
         results["gen_fasta_s"] = time.perf_counter() - t
         print(f"  wrote FASTA in {results['gen_fasta_s']:.0f} s", flush=True)
-        t = time.perf_counter()
-        results["label_rows_written"] = write_labels(args.dir / "labels.tsv.gz", sizes)
-        results["gen_labels_s"] = time.perf_counter() - t
-        print(f"  wrote {results['label_rows_written']:,} label rows in {results['gen_labels_s']:.0f} s", flush=True)
+        phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+        bad = [x for x in phases if x not in ("encode", "parse", "sample", "predict")]
+        if bad:
+            raise SystemExit(f"--phases: unknown phase(s) {bad}")
+        if {"parse", "sample"} & set(phases):
+            t = time.perf_counter()
+            results["label_rows_written"] = write_labels(args.dir / "labels.tsv.gz", sizes)
+            results["gen_labels_s"] = time.perf_counter() - t
+            print(f"  wrote {results['label_rows_written']:,} label rows in {results['gen_labels_s']:.0f} s", flush=True)
         os.system("sync")
-        for phase in ("encode", "parse", "sample"):
+        for phase in phases:
             cmd = [sys.executable, __file__, "--phase", phase, "--dir", str(args.dir), "--seconds", str(args.seconds)]
+            if args.checkpoint:
+                cmd += ["--checkpoint", str(args.checkpoint)]
             p = subprocess.run(cmd, capture_output=True, text=True)
             if p.returncode != 0:
                 print(p.stdout, p.stderr)
@@ -273,6 +321,14 @@ def main() -> None:
             shutil.rmtree(args.dir, ignore_errors=True)
     gb = 1e9
     print("\n==== scale check ====")
+    if "predict_s" in results:
+        print(f"predict (from FASTA, encoding included, to gzipped TSV): {results['predict_bins']:,} bins in "
+              f"{results['predict_s'] / 60:.1f} min = {results['predict_bins_per_s']:,.0f} bins/s, peak RSS "
+              f"{results['predict_peak_rss'] / gb:.2f} GB (target < 1 hour)")
+    if "rows" not in results:
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return
     print(f"genome {total / 1e9:.3f} Gbp, labels {results['rows']:,} rows")
     print(f"encode {results['encode_s']:.1f} s ({results['encode_MB_per_s']:.0f} MB/s), peak RSS "
           f"{results['encode_VmHWM'] / gb:.2f} GB")

@@ -567,12 +567,14 @@ class DenseHybridNet(_Base):
         """:meth:`bin_logits` of a one-hot (or any real-valued) input [B, 4, L]; differentiable in it."""
         n = self.n_bins(x.shape[2])
         x = self.features(x.float())
-        out = self._bins(self.sites_from_features(x), n)
         if self.rc_average and not self.training:
             # the reverse strand's features are these reversed (exact: both-strand filters, odd
-            # width, a length divisible by the pool); its bins come out in reverse order
-            out = 0.5 * (out + self._bins(self.sites_from_features(x.flip(2)), n).flip(1))
-        return out
+            # width, a length divisible by the pool), so only the BiGRU and the site head run again,
+            # in one batch with the forward strand's; its bins come out in reverse order
+            b = x.shape[0]
+            both = self._bins(self.sites_from_features(torch.cat([x, x.flip(2)])), n)
+            return 0.5 * (both[:b] + both[b:].flip(1))
+        return self._bins(self.sites_from_features(x), n)
 
     def logits(self, codes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - forward is overridden
         return self.bin_logits(codes)

@@ -124,6 +124,7 @@ def test_deep_lift_shap_ensemble_of_cnns():
 @pytest.mark.parametrize("name, opts, needle", [
     ("hybrid", dict(region=40, flank=10, filters=4, hidden=4), "FusedBiGRU"),
     ("bigru-small", dict(hidden=4), "FusedBiGRU"),
+    ("hybrid-dense", dict(filters=4, hidden=4, dense=4), "hybrid-dense model's FusedBiGRU"),
     ("cnn", dict(region=40, flank=10, filters=4, kernel_size=5, head="occupancy"), "occupancy head"),
     ("cnn", dict(region=40, flank=10, filters=4, kernel_size=5, head="occupancy", members=2), "ensemble of 2"),
 ])

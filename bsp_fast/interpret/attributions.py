@@ -265,7 +265,7 @@ def deeplift_blocker(model: nn.Module) -> str | None:
     m = members[0]
     name = m.config.get("name", type(m).__name__)
     what = f"{name} ensemble of {len(members)}" if len(members) > 1 else name
-    if name in ("bigru", "bigru-small", "hybrid"):
+    if name in ("bigru", "bigru-small", "hybrid", "hybrid-dense"):
         return (f"the {what} model's FusedBiGRU (a fused custom op: its sigmoid/tanh gates run inside one kernel, "
                 "out of reach of DeepLIFT's per-module rules)")
     if m.config.get("head") == "occupancy":
