@@ -141,7 +141,8 @@ def both_strands_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """
     w = torch.cat([conv.weight, conv.weight.flip(1).flip(2)], 0)
     b = conv.bias.repeat(2) if conv.bias is not None else None
-    y = torch.relu(nn.functional.conv1d(x, w, b, stride=conv.stride, padding=conv.padding))
+    # in place: the convolution's backward does not need its output
+    y = nn.functional.conv1d(x, w, b, stride=conv.stride, padding=conv.padding).relu_()
     f = conv.out_channels
     return y[:, :f] + y[:, f:]
 
