@@ -590,6 +590,11 @@ def _native_fresh() -> dict:
         return {n: False for n in NATIVE}
 
 
+def built_modules() -> list[Path]:
+    """The compiled modules ``build_ext --inplace`` left in the repo root."""
+    return [p for p in ROOT.glob("*.so") if p.name.split(".")[0] in NATIVE]
+
+
 def restore_build(r: Runner) -> str:
     """Copy call 1's modules (.gpu_build/, carried) into the repo root unless fresh ones are there."""
     src = sorted((ROOT / BUILD_DIR).glob("*.so"))
@@ -637,7 +642,7 @@ def step_build(r: Runner) -> None:
                 r.failed = True
             r.flush()
     # call 1 sends its modules back so that call 2 need not rebuild (unpacked by `merge` into .gpu_build/)
-    sos = [p for p in ROOT.glob("*.so") if p.name.split(".")[0] in NATIVE]
+    sos = built_modules()
     if r.phase == "correctness" and sos:
         with tarfile.open(r.out_dir / BUILD_TGZ, "w:gz") as tf:
             for p in sos:

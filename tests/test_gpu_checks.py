@@ -252,6 +252,14 @@ def test_gpu_only_paths_with_a_pretend_gpu(tmp_path, monkeypatch):
                    env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}, record=drv.new_record("correctness"),
                    results_dir=None, argv=["correctness"])
     monkeypatch.setattr(drv, "_native_fresh", lambda: {n: True for n in drv.NATIVE})
+    # stand-ins for what build_ext --inplace leaves in the root (a clean clone with an installed package has none)
+    stand_ins = []
+    for n in drv.NATIVE:
+        f = tmp_path / "root" / f"{n}.cpython-312-x86_64-linux-gnu.so"
+        f.parent.mkdir(exist_ok=True)
+        f.write_bytes(b"\x7fELF stand-in")
+        stand_ins.append(f)
+    monkeypatch.setattr(drv, "built_modules", lambda: stand_ins)
     drv.step_build(r)
     b = r.record["steps"]["correctness:build"]
     assert b["status"] == "passed" and "nothing to build" in b["note"] and "BSP_FAST_CUDA_ARCH=9.0" in b["cmd"]
