@@ -127,7 +127,9 @@ def profile(genome, ckpt: Path, n: int, batch: int) -> dict[str, float]:
     ref, alt = x[:n], x[:n].clone()
     mid = (length - 1) // 2
     alt[:, mid] = (alt[:, mid] + 1) % 4
-    if not hasattr(model, "substitution_logits"):
+    with torch.inference_mode():
+        shortcut = getattr(model, "substitution_logits", lambda *a: None)(ref[:2], alt[:2], mid, mid + 1)
+    if shortcut is None:  # hybrid-dense: no SNV shortcut, both windows scored plainly
         model.rc_average = False
         out["model_one_strand_s_per_variant"] = timed(model, x)
         return out
