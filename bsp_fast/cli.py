@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 COMMANDS = {
     "train": "train a model genome-wide (default: the built-in synthetic data set)",
-    "predict": "score every bin of a genome (ENCODE-DREAM submission format)",
+    "predict": "score every bin of a genome (TSV, bigWig, bedGraph; narrowPeak of bins above a threshold)",
     "variants": "effects of VCF/BCF variants on binding (ref/alt probability, logit difference)",
     "evaluate": "score a predictions file against labels",
     "cv": "k-fold cross-validation on FASTA sequence sets",

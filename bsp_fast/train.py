@@ -103,14 +103,15 @@ def build_parser() -> ArgumentParser:
                    help="hybrid: also pool each filter's best match over the middle half of the region")
     m.add_argument("--members", type=int,
                    help="train an ensemble of this many models side by side, averaged at evaluation "
-                        "(default 1; 5 for the default model on the built-in data)")
+                        "(default 1; on the built-in data 2 for the default model, 5 for --model hybrid)")
     m.add_argument("--dropout", type=float, help="drop probability (default 0.1)")
     m.add_argument("--rc-average", action="store_true",
                    help="at evaluation average the scores of both strands (reverse complement)")
     t = p.add_argument_group("training")
     t.add_argument("--negatives-per-positive", type=float, default=None,
-                   help="unbound bins drawn per bound bin each epoch (default 1; built-in data 10)")
-    t.add_argument("--batch-size", type=int, default=None, help="per process (default 64)")
+                   help="windowed models: unbound bins drawn per bound bin each epoch (default 1; built-in data 10); "
+                        "dense models: bound bins weigh as in batches of this ratio (default 10)")
+    t.add_argument("--batch-size", type=int, default=None, help="per process: windows (default 64) or, for dense models, stretches (default 16)")
     t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; built-in 3e-3)")
     t.add_argument("--lr-schedule", choices=("cosine", "constant"), default=None,
                    help="cosine: decay to 5%% of --lr over the run's steps (default when the step count is "
@@ -120,10 +121,10 @@ def build_parser() -> ArgumentParser:
                         "saved in best.pt and tested (default 0.999; 0 = off)")
     t.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping (default 1.0; 0 = off)")
     g = t.add_mutually_exclusive_group()
-    g.add_argument("--epochs", type=float, help="training epochs (one epoch = every positive once)")
-    g.add_argument("--steps", type=int, help="training steps (built-in default 6000)")
+    g.add_argument("--epochs", type=float, help="training epochs (one epoch = every positive once; dense models: every bin once)")
+    g.add_argument("--steps", type=int, help="training steps (built-in default 1500)")
     t.add_argument("--max-minutes", type=float, default=None,
-                   help="training time budget in minutes, summed over resumes (built-in default 8)")
+                   help="training time budget in minutes, summed over resumes (built-in default 3; 7 for windowed models)")
     t.add_argument("--no-rc-augment", action="store_true", help="no random reverse-complement strand flips")
     t.add_argument("--bins-per-stretch", type=int, default=None,
                    help="dense models (hybrid-dense): consecutive bins per training stretch (default 40)")
