@@ -226,7 +226,7 @@ class _Base(nn.Module):
     def logits(self, codes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+    def _check_codes(self, codes: torch.Tensor) -> None:
         if codes.dim() != 2:
             raise ValueError(f"{self.name}: expected codes [B, L], got shape {tuple(codes.shape)}")
         if codes.dtype.is_floating_point:
@@ -234,6 +234,16 @@ class _Base(nn.Module):
         if codes.shape[1] < self.min_length():
             raise ValueError(f"{self.name}: sequences of {codes.shape[1]} bp are shorter than the "
                              f"minimum {self.min_length()} bp")
+
+    def _check_one_hot(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[1] != 4:
+            raise ValueError(f"{self.name}: expected one-hot input [B, 4, L], got shape {tuple(x.shape)}")
+        if x.shape[2] < self.min_length():
+            raise ValueError(f"{self.name}: sequences of {x.shape[2]} bp are shorter than the "
+                             f"minimum {self.min_length()} bp")
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        self._check_codes(codes)
         if self.rc_average and not self.training:
             return self.rc_mean_logits(codes).float()
         return self.logits(codes).float()
@@ -249,11 +259,7 @@ class _Base(nn.Module):
         """The same logits [B] from a one-hot (or any real-valued) input ``x`` [B, 4, L] (A, C, G, T rows;
         an N base is an all-zero column): ``forward_one_hot(one_hot(codes).transpose(1, 2)) == forward(codes)``.
         Differentiable in ``x``, for gradient attributions (integrated gradients, DeepLIFT)."""
-        if x.dim() != 3 or x.shape[1] != 4:
-            raise ValueError(f"{self.name}: expected one-hot input [B, 4, L], got shape {tuple(x.shape)}")
-        if x.shape[2] < self.min_length():
-            raise ValueError(f"{self.name}: sequences of {x.shape[2]} bp are shorter than the "
-                             f"minimum {self.min_length()} bp")
+        self._check_one_hot(x)
         x = x.float()
         out = self.logits_one_hot(x)
         if self.rc_average and not self.training:
@@ -581,23 +587,13 @@ class DenseHybridNet(_Base):
         return self.bin_logits(codes)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        if codes.dim() != 2:
-            raise ValueError(f"{self.name}: expected codes [B, L], got shape {tuple(codes.shape)}")
-        if codes.dtype.is_floating_point:
-            raise TypeError(f"{self.name}: expected integer base codes (uint8/int64), got {codes.dtype}")
-        if codes.shape[1] < self.min_length():
-            raise ValueError(f"{self.name}: sequences of {codes.shape[1]} bp are shorter than the "
-                             f"minimum {self.min_length()} bp")
+        self._check_codes(codes)
         out = self.bin_logits(codes).float()
         return out.squeeze(1) if out.shape[1] == 1 else out
 
     def forward_one_hot(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` of a one-hot input [B, 4, L] (gradient attributions)."""
-        if x.dim() != 3 or x.shape[1] != 4:
-            raise ValueError(f"{self.name}: expected one-hot input [B, 4, L], got shape {tuple(x.shape)}")
-        if x.shape[2] < self.min_length():
-            raise ValueError(f"{self.name}: sequences of {x.shape[2]} bp are shorter than the "
-                             f"minimum {self.min_length()} bp")
+        self._check_one_hot(x)
         out = self.bin_logits_one_hot(x).float()
         return out.squeeze(1) if out.shape[1] == 1 else out
 
