@@ -22,6 +22,7 @@ NaN or Inf never passes. Exit status 1 when a case fails. Results are written as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -43,6 +44,22 @@ CASES = [
 BF16_CASES = [(33, 200, 128, 4, True), (17, 1000, 64, 4, True), (8, 100, 256, 4, False), (512, 400, 128, 4, False)]
 QUICK = [(3, 7, 4, 8, True), (2, 5, 32, 4, False)]
 
+
+
+@contextlib.contextmanager
+def _mma_env(mma: str | None):
+    """BSP_FAST_GRU_MMA set for the block ("mma" -> 1, else 0; None: left as it is), then restored."""
+    old = os.environ.get("BSP_FAST_GRU_MMA")
+    if mma:
+        os.environ["BSP_FAST_GRU_MMA"] = "1" if mma == "mma" else "0"
+    try:
+        yield
+    finally:
+        if mma:
+            if old is None:
+                os.environ.pop("BSP_FAST_GRU_MMA", None)
+            else:
+                os.environ["BSP_FAST_GRU_MMA"] = old
 
 def errs(a: torch.Tensor, b: torch.Tensor) -> dict:
     a = a.detach().double().cpu()
@@ -94,20 +111,11 @@ def run_case(B, T, H, I, nz, dtype, device, mma=None, seed=0) -> dict:
         gr.update({n: p.grad for n, p in mod.named_parameters()})
         return out, hn, gr
 
-    old = os.environ.get("BSP_FAST_GRU_MMA")
-    if mma:
-        os.environ["BSP_FAST_GRU_MMA"] = "1" if mma == "mma" else "0"
-    try:
+    with _mma_env(mma):
         out_r, hn_r, g_r = go(ref, torch.float32)
         out, hn, g_f = go(fused, dtype)
         if device == "cuda":
             torch.cuda.synchronize()
-    finally:
-        if mma:
-            if old is None:
-                os.environ.pop("BSP_FAST_GRU_MMA", None)
-            else:
-                os.environ["BSP_FAST_GRU_MMA"] = old
     tol = TOL["float32" if dtype == torch.float32 else "bfloat16"]
     key_out, key_grad = ("max_scaled", "max_scaled") if dtype == torch.float32 else ("max_scaled", "rel_fro")
     tensors = {"output": errs(out, out_r), "h_n": errs(hn, hn_r)}
@@ -127,17 +135,10 @@ def run_case(B, T, H, I, nz, dtype, device, mma=None, seed=0) -> dict:
 
             from bsp_fast.gru.cuda_backend import padded_hidden
 
-            if mma:
-                os.environ["BSP_FAST_GRU_MMA"] = "1" if mma == "mma" else "0"
-            kernel = cb.plan(dtype, B, padded_hidden(H))["kernel"]
+            with _mma_env(mma):
+                kernel = cb.plan(dtype, B, padded_hidden(H))["kernel"]
         except Exception as exc:  # noqa: BLE001
             kernel = repr(exc)[:60]
-        finally:
-            if mma:
-                if old is None:
-                    os.environ.pop("BSP_FAST_GRU_MMA", None)
-                else:
-                    os.environ["BSP_FAST_GRU_MMA"] = old
     return {"name": name, "B": B, "T": T, "H": H, "I": I, "nonzero_h0": nz, "dtype": str(dtype).replace("torch.", ""),
             "kernel": kernel, "worst_out": worst_out, "worst_grad": worst_grad, "worst_tensor": worst_k,
             "finite": finite, "ok": ok, "tensors": tensors}

@@ -53,6 +53,12 @@ def guard(prog: str, fn: Callable[[], int], native: bool = True) -> int:
     except _native.NativeModuleMissing as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:
+        # a missing optional dependency that says how to install it (bsp_fast.interpret.MissingExtra)
+        if not getattr(exc, "user_facing", False):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     except UserError as exc:
         msg = str(exc)
         print(msg if msg.startswith(prog) else f"{prog}: error: {msg}", file=sys.stderr)

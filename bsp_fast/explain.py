@@ -349,16 +349,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``bsp-fast explain``: exit status 0, or 2 with one line on stderr for a user's mistake."""
-    from bsp_fast.interpret import MissingExtra
-
-    def run() -> int:
-        try:
-            return _main(argv)
-        except MissingExtra as exc:
-            raise UserError(f"{PROG}: {exc}") from None
-
-    return guard(PROG, run)
+    """``bsp-fast explain``: exit status 0, or 2 with one line on stderr for a user's mistake (a missing
+    ``interpret`` extra included: see :func:`bsp_fast.cli.guard`)."""
+    return guard(PROG, lambda: _main(argv))
 
 
 if __name__ == "__main__":

@@ -638,11 +638,6 @@ class Ensemble(nn.Module):
         out = torch.stack([m(codes) for m in self.members])
         return out if self.training else out.mean(0)
 
-    @property
-    def dense(self) -> bool:
-        """Whether the members score every bin of a stretch (``hybrid-dense``)."""
-        return hasattr(self.members[0], "bin_logits")
-
     def n_bins(self, length: int) -> int:
         return self.members[0].n_bins(length)
 

@@ -331,7 +331,7 @@ def _evaluate_dense(model: torch.nn.Module, data: Data, es: EvalSet, device: tor
     """Scores of the bins of ``es`` from dense passes over their chromosomes' bin grids (each rank
     scores a round-robin share of the stretches; gathered on all ranks)."""
     from bsp_fast.data.stretches import grid_labels
-    from bsp_fast.dense import DEFAULT_BINS_PER_STRETCH, score_grid
+    from bsp_fast.dense import score_grid
 
     names = [c for c, _ in data.genome.chromosomes]
     out = np.empty(len(es), dtype=np.float32)

@@ -30,6 +30,8 @@ _DISTRIBUTIONS = {"memelite": "memelite", "captum": "captum", "tangermeme": "tan
 class MissingExtra(ImportError):
     """An interpretation library of the ``interpret`` extra is not installed."""
 
+    user_facing = True  # cli.guard prints it as one line, exit 2
+
 
 def require(module: str, purpose: str) -> ModuleType:
     """``importlib.import_module(module)``, or :class:`MissingExtra` naming ``purpose`` and the extra."""
