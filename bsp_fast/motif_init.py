@@ -1,0 +1,84 @@
+"""First-layer filters initialised from known motifs (``train --init-motifs FILE``), as DanQ-JASPAR did.
+
+A motif of length m becomes one convolution filter: its log-odds (bits against a uniform
+background) centred in the filter's width, zero elsewhere, scaled so that the filter's response
+(before the ReLU) is 0 at a site scoring ``floor`` bits (the mean score of a typical instance
+minus 2 bits) and ``peak`` at the motif's best site; the remaining filters keep their random
+initialisation. The convolutions here scan both strands with each filter (``rc_conv`` /
+``both_strands_conv``), so one filter per motif covers both orientations.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from bsp_fast.motif_io import Motif, read_motifs
+
+__all__ = ["motif_filter", "init_conv_from_motifs", "init_model_from_motifs", "kernel_size_for", "read_init_motifs"]
+
+
+def read_init_motifs(path: str | os.PathLike) -> list[Motif]:
+    """The motifs of a JASPAR or MEME file (ValueError naming the file when it holds none)."""
+    motifs = read_motifs(path)
+    if not motifs:
+        raise ValueError(f"{path}: no motif in the file")
+    return motifs
+
+
+def kernel_size_for(motifs: Sequence[Motif], kernel_size: int) -> int:
+    """The filter width that fits every motif: ``kernel_size``, or the longest motif's length made odd."""
+    longest = max(len(m) for m in motifs)
+    k = max(int(kernel_size), longest)
+    return k + 1 if k % 2 == 0 else k
+
+
+def motif_filter(motif: Motif, kernel_size: int, peak: float = 4.0) -> tuple[np.ndarray, float]:
+    """(weight [4, kernel_size], bias) of the filter for ``motif`` (see the module docstring)."""
+    m = len(motif)
+    if m > kernel_size:
+        raise ValueError(f"motif {motif.id} is {m} bp, longer than the filters ({kernel_size} bp)")
+    lo = motif.log_odds(pseudocount=0.5)  # [m, 4] bits
+    best = float(lo.max(axis=1).sum())
+    p = motif.probabilities(pseudocount=0.5)
+    typical = float((p * lo).sum())  # expected score of an instance drawn from the matrix
+    floor = min(typical - 2.0, best - 1.0)
+    gain = peak / (best - floor)
+    w = np.zeros((4, kernel_size))
+    a = (kernel_size - m) // 2
+    w[:, a:a + m] = gain * lo.T
+    return w, -gain * floor
+
+
+def init_conv_from_motifs(conv: nn.Conv1d, motifs: Sequence[Motif]) -> None:
+    """Overwrite the first ``len(motifs)`` filters of ``conv`` (in place)."""
+    f, c, k = conv.weight.shape
+    if c != 4:
+        raise ValueError(f"expected a convolution over one-hot DNA (4 input channels), got {c}")
+    if len(motifs) > f:
+        raise ValueError(f"{len(motifs)} motifs for {f} filters: give at most {f} motifs or more --filters")
+    with torch.no_grad():
+        for i, motif in enumerate(motifs):
+            w, b = motif_filter(motif, k)
+            conv.weight[i].copy_(torch.as_tensor(w, dtype=conv.weight.dtype))
+            if conv.bias is not None:
+                conv.bias[i] = b
+
+
+def init_model_from_motifs(model: nn.Module, motifs: Sequence[Motif]) -> int:
+    """Initialise the first convolution of every member of ``model`` (an Ensemble or one model) from
+    ``motifs``; returns how many convolutions were set. ValueError for a model without one."""
+    members = list(getattr(model, "members", [model]))
+    n = 0
+    for member in members:
+        conv = getattr(member, "conv", None)
+        if not isinstance(conv, nn.Conv1d):
+            raise ValueError(f"model {getattr(member, 'name', type(member).__name__)!r} has no first-layer "
+                             "convolution to initialise (use cnn, hybrid or hybrid-dense)")
+        init_conv_from_motifs(conv, motifs)
+        n += 1
+    return n
