@@ -64,7 +64,14 @@ BUILTIN_DENSE_DEFAULTS = dict(steps=1500, max_minutes=3.0, batch_size=16, bins_p
 BUILTIN_DEFAULTS = dict(steps=1500, max_minutes=7.0, batch_size=64, lr=3e-3, negatives_per_positive=10.0, jitter=10,
                         ema=0.998, members=5, eval_every=500)
 REAL_DEFAULTS = dict(steps=None, max_minutes=None, batch_size=64, lr=1e-3, negatives_per_positive=1.0, ema=0.999)
-REAL_DENSE_DEFAULTS = dict(REAL_DEFAULTS, batch_size=16, bins_per_stretch=40, negatives_per_positive=10.0)
+# The recipe for real data with the default model (no --steps / --epochs): the built-in run's
+# ensemble, augmentation and schedule, with the run's length from the data: every bin (so every
+# training positive) seen `epochs` times, at least `min_steps`, within `max_minutes` (the cosine
+# decay follows the clock where that comes first); validation `evals` times per run (and at least
+# every budget / `evals` of the clock), stopping once `patience` validations in a row have not
+# improved on the best (the best-validated weights are what is tested).
+REAL_DENSE_DEFAULTS = dict(steps=None, epochs=8.0, min_steps=1500, max_minutes=15.0, batch_size=16, bins_per_stretch=40,
+                           lr=3e-3, negatives_per_positive=10.0, ema=0.998, members=2, evals=20, patience=6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,6 +112,9 @@ def build_parser() -> ArgumentParser:
                    help="train an ensemble of this many models side by side, averaged at evaluation "
                         "(default 1; on the built-in data 2 for the default model, 5 for --model hybrid)")
     m.add_argument("--dropout", type=float, help="drop probability (default 0.1)")
+    m.add_argument("--init-motifs", metavar="FILE",
+                   help="JASPAR or MEME file: the first filters start as these motifs (both strands), the rest "
+                        "random; the filter width grows to the longest motif (cnn, hybrid, hybrid-dense)")
     m.add_argument("--rc-average", action="store_true",
                    help="at evaluation average the scores of both strands (reverse complement)")
     t = p.add_argument_group("training")
@@ -132,6 +142,9 @@ def build_parser() -> ArgumentParser:
                    help="random shift of bins by up to +-N bp (default 0; built-in data 10)")
     t.add_argument("--eval-every", type=int, default=None,
                    help="validate every N steps (default: 10 times per run)")
+    t.add_argument("--patience", type=int, default=None,
+                   help="stop after N validations in a row without a new best (default 6 for the real-data "
+                        "recipe, none otherwise; 0 = never)")
     t.add_argument("--valid-max-bins", type=int, default=200_000,
                    help="validate on a fixed uniform subset of at most N bins (prevalence kept; 0 = all)")
     t.add_argument("--checkpoint-minutes", type=float, default=5.0, help="also checkpoint every N minutes")
@@ -457,6 +470,7 @@ class RunConfig:
     eval_every: int | None  # None: time-based (eval_every_s), or no validation cadence at all
     eval_every_s: float | None
     ema: float  # 0: off
+    patience: int | None  # stop after this many validations in a row without a new best (None: never)
     seed: int
     device: str
     world_size: int
@@ -501,7 +515,7 @@ class RunConfig:
             "model": self.model_name, "model_config": dict(self.model_config), "batch_size": self.batch_size,
             "lr": self.lr, "negatives_per_positive": self.negatives_per_positive, "clip": self.clip,
             "lr_schedule": self.lr_schedule, "total_steps": self.total_steps, "max_minutes": self.max_minutes,
-            "eval_every": self.eval_every, "ema": self.ema, "seed": self.seed, "device": self.device,
+            "eval_every": self.eval_every, "ema": self.ema, "patience": self.patience, "seed": self.seed, "device": self.device,
             "world_size": self.world_size, "no_rc_augment": not self.rc_augment, "jitter": self.jitter,
             "test_chroms": list(self.test_chroms), "valid_chroms": list(self.valid_chroms),
             "train_chroms": list(self.train_chroms), "cell": self.cell, "bin_size": self.bin_size,
@@ -521,6 +535,8 @@ def check_flags(args: Any) -> None:
     for flag, value in (("--lr", args.lr), ("--epochs", args.epochs), ("--max-minutes", args.max_minutes)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UserError(f"{flag}: expected a positive number, got {value}")
+    if args.patience is not None and args.patience < 0:
+        raise UserError(f"--patience: expected an integer >= 0 (0 = never stop early), got {args.patience}")
     if args.negatives_per_positive is not None and not (math.isfinite(args.negatives_per_positive)
                                                         and args.negatives_per_positive >= 0):
         raise UserError(f"--negatives-per-positive: expected a number >= 0, got {args.negatives_per_positive}")
@@ -563,12 +579,40 @@ def build_run_model(args: Any, ckpt: dict[str, Any] | None) -> tuple[str, torch.
             options.update({k: v for k, v in HYBRID_OPTIONS.items() if k not in options})
         if args.genome is None and "members" not in options:
             options["members"] = BUILTIN_DEFAULTS["members"]  # on the built-in data: an ensemble
-    if ckpt is None and model_name == DEFAULT_MODEL and args.genome is None and "members" not in options:
-        options["members"] = BUILTIN_DENSE_DEFAULTS["members"]  # the default run: see BUILTIN_DENSE_DEFAULTS
+    if ckpt is None and model_name == DEFAULT_MODEL and "members" not in options:
+        # the default run and the real-data recipe: see BUILTIN_DENSE_DEFAULTS / REAL_DENSE_DEFAULTS
+        options["members"] = (BUILTIN_DENSE_DEFAULTS if args.genome is None else REAL_DENSE_DEFAULTS)["members"]
+    motifs = None
+    if args.init_motifs and ckpt is None:
+        from bsp_fast.motif_init import kernel_size_for, read_init_motifs
+
+        try:
+            motifs = read_init_motifs(args.init_motifs)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"--init-motifs {args.init_motifs}: {_one_line(exc)}") from None
+        if model_name in ("cnn", "hybrid", DEFAULT_MODEL):
+            from bsp_fast.models import DEFAULTS
+
+            k = int(options.get("kernel_size", DEFAULTS[model_name]["kernel_size"]))
+            k_fit = kernel_size_for(motifs, k)
+            if model_name != "cnn" and k_fit != k:
+                if "kernel_size" in options:
+                    raise UserError(f"--init-motifs {args.init_motifs}: its longest motif needs filters of "
+                                    f"{k_fit} bp, --kernel-size is {k}")
+                options["kernel_size"] = k_fit
+            elif model_name == "cnn" and k_fit > k:
+                options["kernel_size"] = k_fit
     try:
         model = build_model(model_name, **options)
     except ValueError as exc:
         raise UserError(f"--model {model_name}: {_one_line(exc)}") from None
+    if motifs is not None:
+        from bsp_fast.motif_init import init_model_from_motifs
+
+        try:
+            init_model_from_motifs(model, motifs)
+        except ValueError as exc:
+            raise UserError(f"--init-motifs {args.init_motifs}: {_one_line(exc)}") from None
     if ckpt is not None:
         path = Path(args.out) / "checkpoint.pt"
         mine = dict(model.config)
@@ -678,11 +722,20 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
         total_steps = prev.get("total_steps")
     elif defaults.get("steps"):
         total_steps = int(defaults["steps"])
+    elif defaults.get("epochs"):
+        total_steps = max(int(defaults["min_steps"]), int(math.ceil(defaults["epochs"] * len(sampler))))
     elif args.max_minutes is not None:
         total_steps = None  # time budget only
     else:
         total_steps = len(sampler)  # one epoch
     max_minutes = setting("max_minutes")
+    if ckpt is None and args.max_minutes is None and (args.steps is not None or args.epochs is not None):
+        max_minutes = None  # a length asked for is not cut by the recipe's default clock
+    patience = None if (args.steps is not None or args.epochs is not None) else defaults.get("patience")
+    if args.patience is not None:
+        patience = int(args.patience) or None
+    elif ckpt is not None:
+        patience = prev.get("patience", patience)
     schedule = args.lr_schedule or prev.get("lr_schedule") or ("cosine" if total_steps else "constant")
     if args.eval_every:
         eval_every = int(args.eval_every)
@@ -691,10 +744,12 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
     elif total_steps and defaults.get("eval_every"):
         eval_every = int(defaults["eval_every"])
     elif total_steps:
-        eval_every = max(1, total_steps // 10)
+        eval_every = max(1, total_steps // int(defaults.get("evals", 10)))
     else:
         eval_every = None  # time-based: every tenth of the budget
     eval_every_s = (max_minutes * 60 / 10) if (eval_every is None and max_minutes) else None
+    if defaults.get("evals") and max_minutes and not args.eval_every:
+        eval_every_s = max_minutes * 60 / int(defaults["evals"])  # and by the clock, whichever comes first
 
     # ---- the output directory: checked before anything is written --------------------------
     out = Path(args.out) if args.out else Path("runs") / f"{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -705,7 +760,7 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
     cfg = RunConfig(
         model_name=model_name, model_config=dict(mcfg), batch_size=batch_size, lr=lr, negatives_per_positive=npp,
         clip=args.clip, lr_schedule=schedule, total_steps=total_steps, max_minutes=max_minutes,
-        eval_every=eval_every, eval_every_s=eval_every_s, ema=ema_decay, seed=seed, device=str(device),
+        eval_every=eval_every, eval_every_s=eval_every_s, ema=ema_decay, patience=patience, seed=seed, device=str(device),
         world_size=dist_info.world_size, rc_augment=rc_augment, jitter=jitter,
         test_chroms=tuple(data.test_chroms), valid_chroms=tuple(data.valid_chroms),
         train_chroms=tuple(data.train_chroms), cell=data.cell, bin_size=data.bin_size, window_length=length,
@@ -731,6 +786,7 @@ class Checkpointer:
         self.window_offset = cfg.window_offset
         self.path = cfg.out / "checkpoint.pt"
         self.best_path = cfg.out / "best.pt"
+        self.evals_since_best = 0  # the early stop's count, kept across resumes
 
     def payload(self, rng_all: list | None, sampler_state: dict[str, Any], *, step: int, epoch: int,
                 train_seconds: float, best: float | None) -> dict[str, Any]:
@@ -742,7 +798,7 @@ class Checkpointer:
             "optimizer": self.optimizer.state_dict(), "sampler": sampler_state, "rng": capture_rng(),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "rng_per_rank": rng_all, "step": step, "epoch": epoch, "train_seconds": train_seconds,
-            "best_valid_auprc": best, "config": self.config, "data": self.data.paths, "bin_size": self.data.bin_size,
+            "best_valid_auprc": best, "evals_since_best": self.evals_since_best, "config": self.config, "data": self.data.paths, "bin_size": self.data.bin_size,
             "window_offset": self.window_offset, "time": time.time(),
         }
 
@@ -806,7 +862,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    step, train_seconds, best = 0, 0.0, None
+    step, train_seconds, best, evals_since_best = 0, 0.0, None, 0
     if ckpt is not None:
         try:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -820,6 +876,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         step = int(ckpt["step"])
         train_seconds = float(ckpt.get("train_seconds", 0.0))
         best = ckpt.get("best_valid_auprc")
+        evals_since_best = int(ckpt.get("evals_since_best", 0))
         rngs = ckpt.get("rng_per_rank") or [ckpt.get("rng")]
         if rngs and len(rngs) == dist_info.world_size and rngs[dist_info.rank] is not None:
             restore_rng(rngs[dist_info.rank])
@@ -835,6 +892,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     checkpointer = Checkpointer(model, optimizer, ema, cfg.to_json(), data, cfg, dist_info)
+    checkpointer.evals_since_best = evals_since_best
     valid_set = EvalSet(data, data.valid_chroms, cfg.valid_max_bins, cfg.seed) if data.valid_chroms else None
     log(f"model {model_name} ({sum(p.numel() for p in model.parameters()):,} parameters, {cfg.window_length} bp "
         + (f"stretches of {cfg.bins_per_stretch} bins, bound bins weighted {cfg.positive_weight:.1f}), " if cfg.dense
@@ -911,6 +969,8 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
     base_elapsed = train_seconds  # wall time of earlier sessions' loops (budget is summed over resumes)
     loop_start = time.perf_counter()
     t_last_ckpt = t_last_eval = loop_start
+    # validations fall on multiples of eval_every unless the clock brought one forward
+    last_eval_step = (step // eval_every) * eval_every if eval_every else step
     stats = {"samples": 0, "bins": 0, "step_s": 0.0}  # this session: samples, labelled bins, seconds in steps
     log_every = max(1, min(50, (total_steps or 10_000) // 100))
     run_loss, run_n = 0.0, 0
@@ -963,7 +1023,8 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
                 if not torch.isfinite(gnorm):
                     nonfinite = 1.0
             time_up = 1.0 if (max_minutes and elapsed() / 60 >= max_minutes) else 0.0
-            eval_due = 1.0 if ((eval_every is not None and (step + 1) % eval_every == 0) or (
+            # every eval_every steps since the last validation, or eval_every_s seconds, whichever first
+            eval_due = 1.0 if ((eval_every is not None and step + 1 - last_eval_step >= eval_every) or (
                 eval_every_s is not None and time.perf_counter() - t_last_eval >= eval_every_s)) else 0.0
             ckpt_due = 1.0 if time.perf_counter() - t_last_ckpt >= cfg.checkpoint_minutes * 60 else 0.0
             stop_now = 1.0 if sigint["n"] else 0.0
@@ -1005,10 +1066,17 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
             if flags[4] > 0:
                 raise KeyboardInterrupt
             finished = (total_steps is not None and step >= total_steps) or flags[1] > 0
+            early = False
             if valid_set is not None and flags[2] > 0 and not finished:
-                best = _validate(scored, data, valid_set, device, cfg, dist_info, autocast, step, batch.epoch, best,
-                                 train_seconds, checkpointer, log)
+                new_best = _validate(scored, data, valid_set, device, cfg, dist_info, autocast, step, batch.epoch, best,
+                                     train_seconds, checkpointer, log)
+                checkpointer.evals_since_best = 0 if new_best != best else checkpointer.evals_since_best + 1
+                best = new_best
+                # the main rank's count decides (it alone scores); every rank learns it here
+                stop = 1.0 if (main_rank and cfg.patience and checkpointer.evals_since_best >= cfg.patience) else 0.0
+                early = D.all_reduce_sum([stop], dist_info, torch.device("cpu"))[0] > 0
                 t_last_eval = time.perf_counter()
+                last_eval_step = step
                 t_window, samples_window = time.perf_counter(), 0
             if (flags[2] > 0 or flags[3] > 0) and not finished:
                 train_seconds = elapsed()
@@ -1017,6 +1085,11 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
             if flags[1] > 0:
                 stop_reason = "time"
                 log(f"time budget of {max_minutes} min reached at step {step}")
+                break
+            if early:
+                stop_reason = "early stop"
+                log(f"early stop at step {step}: {cfg.patience} validations in a row without a new best "
+                    f"(best valid auPRC {best:.4f})")
                 break
     except KeyboardInterrupt:
         interrupted = True
@@ -1052,7 +1125,7 @@ def final_evaluation(scored: torch.nn.Module, data: Data, valid_set: EvalSet | N
     out, model_name = cfg.out, cfg.model_name
     autocast = device.type == "cuda"
     best = result.best
-    if valid_set is not None:
+    if valid_set is not None and result.stop_reason != "early stop":  # an early stop has just validated
         best = _validate(scored, data, valid_set, device, cfg, dist_info, autocast, result.step, result.epoch,
                          best, result.train_seconds, checkpointer, log)
     checkpointer.save(result.sampler_state, step=result.step, epoch=result.epoch,

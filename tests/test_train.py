@@ -188,7 +188,7 @@ def test_default_model_is_hybrid_dense(tiny, tmp_path):
     out = tmp_path / "default"
     assert train.main(data_args(tiny, "--steps", "2", "--filters", "4", "--hidden", "8", "--out", str(out))) == 0
     cfg = load_checkpoint(out / "checkpoint.pt")["model_config"]
-    assert (cfg["name"], cfg["flank"], cfg["members"]) == ("hybrid-dense", 100, 1)
+    assert (cfg["name"], cfg["flank"], cfg["members"]) == ("hybrid-dense", 100, 2)  # the real-data recipe's 2
     out = tmp_path / "hybrid"
     assert train.main(data_args(tiny, "--model", "hybrid", "--steps", "2", "--filters", "4", "--hidden", "8",
                                 "--out", str(out))) == 0
@@ -234,3 +234,43 @@ def test_dense_bad_input(tiny, tmp_path, capsys):
     assert "--bins-per-stretch" in capsys.readouterr().err
     assert train.main(data_args(tiny, "--model", "hybrid-dense", "--head", "dense", "--out", str(tmp_path / "y"))) == 2
     assert "no option" in capsys.readouterr().err
+
+
+def _resolved(tiny, *extra):
+    """The RunConfig that ``train`` would run with (nothing trained)."""
+    args = train.build_parser().parse_args(data_args(tiny, *extra))
+    model_name, model = train.build_run_model(args, None)
+    data = train.Data(train.data_args(args, None), lambda msg: None)
+    info = train.D.DistInfo()
+    cfg, sampler = train.resolve_config(args, None, data, model, model_name, torch.device("cpu"), info)
+    return cfg, sampler, model
+
+
+def test_real_data_recipe(tiny, tmp_path):
+    """No length flags on real data: 2 members, every bin seen 8 times (at least 1500 steps), 15 min,
+    validation 20 times per run and by the clock, early stop after 6; a length asked for is not cut
+    by the recipe's clock and does not stop early unless --patience says so."""
+    cfg, sampler, model = _resolved(tiny, "--out", str(tmp_path / "a"))
+    assert model.config["members"] == 2 and cfg.dense
+    assert cfg.total_steps == max(1500, math.ceil(8 * len(sampler)))
+    assert cfg.max_minutes == 15.0 and cfg.patience == 6
+    assert cfg.eval_every == max(1, cfg.total_steps // 20) and cfg.eval_every_s == 15.0 * 60 / 20
+    assert (cfg.lr, cfg.ema, cfg.batch_size, cfg.bins_per_stretch) == (3e-3, 0.998, 16, 40)
+    cfg, _, _ = _resolved(tiny, "--steps", "100", "--out", str(tmp_path / "b"))
+    assert (cfg.total_steps, cfg.max_minutes, cfg.patience) == (100, None, None)
+    cfg, _, _ = _resolved(tiny, "--steps", "100", "--patience", "3", "--max-minutes", "2", "--out", str(tmp_path / "c"))
+    assert (cfg.total_steps, cfg.max_minutes, cfg.patience) == (100, 2.0, 3)
+
+
+def test_early_stop(tiny, tmp_path, capsys):
+    """With a learning rate too small to change anything, validation never improves on the first
+    one: --patience 2 stops two validations later, records why, and still tests the best model."""
+    out = tmp_path / "early"
+    assert train.main(data_args(tiny, *dense_model(), "--steps", "40", "--eval-every", "3", "--patience", "2",
+                                "--lr", "1e-12", "--ema", "0", "--out", str(out))) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["stopped_by"] == "early stop" and m["steps"] == 9
+    valid = [json.loads(l) for l in (out / "history.jsonl").read_text().splitlines() if '"valid"' in l]
+    assert [v["step"] for v in valid] == [3, 6, 9] and [v["best"] for v in valid] == [True, False, False]
+    assert "early stop at step 9" in capsys.readouterr().err
+    assert train.main(data_args(tiny, "--patience", "-1", "--out", str(tmp_path / "x"))) == 2
