@@ -65,13 +65,13 @@ BUILTIN_DEFAULTS = dict(steps=1500, max_minutes=7.0, batch_size=64, lr=3e-3, neg
                         ema=0.998, members=5, eval_every=500)
 REAL_DEFAULTS = dict(steps=None, max_minutes=None, batch_size=64, lr=1e-3, negatives_per_positive=1.0, ema=0.999)
 # The recipe for real data with the default model (no --steps / --epochs): the built-in run's
-# ensemble, augmentation and schedule, with the run's length from the data: every bin (so every
+# ensemble, strand flips and schedule, stretches shifted by up to +-10 bp, with the run's length from the data: every bin (so every
 # training positive) seen `epochs` times, at least `min_steps`, within `max_minutes` (the cosine
 # decay follows the clock where that comes first); validation `evals` times per run (and at least
 # every budget / `evals` of the clock), stopping once `patience` validations in a row have not
 # improved on the best (the best-validated weights are what is tested).
-REAL_DENSE_DEFAULTS = dict(steps=None, epochs=8.0, min_steps=1500, max_minutes=15.0, batch_size=16, bins_per_stretch=40,
-                           lr=3e-3, negatives_per_positive=10.0, ema=0.998, members=2, evals=20, patience=6)
+REAL_DENSE_DEFAULTS = dict(steps=None, epochs=16.0, min_steps=3000, max_minutes=15.0, batch_size=16, bins_per_stretch=40,
+                           lr=3e-3, negatives_per_positive=10.0, ema=0.998, members=2, evals=20, patience=6, jitter=10)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,7 +139,8 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--bins-per-stretch", type=int, default=None,
                    help="dense models (hybrid-dense): consecutive bins per training stretch (default 40)")
     t.add_argument("--jitter", type=int, default=None,
-                   help="random shift of bins by up to +-N bp (default 0; built-in data 10)")
+                   help="random shift of the sequence read by up to +-N bp, labels kept (default 0; windowed models on "
+                        "the built-in data 10; the default model on real data 10)")
     t.add_argument("--eval-every", type=int, default=None,
                    help="validate every N steps (default: 10 times per run)")
     t.add_argument("--patience", type=int, default=None,
@@ -699,7 +700,7 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
             length, offset = stretch_length(mcfg, bins_per_stretch), -int(mcfg["flank"])
             sampler = StretchSampler(data.labels, data.train_chroms, batch_size, bins_per_stretch, seed=seed,
                                      rank=dist_info.rank, world_size=dist_info.world_size, rc_augment=rc_augment,
-                                     chrom_order=data.genome)
+                                     chrom_order=data.genome, jitter=jitter)
             pos_weight = positive_weight(sampler.n_pos, sampler.n_neg, npp)
         else:
             bins_per_stretch, pos_weight = 1, 1.0

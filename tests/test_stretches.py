@@ -128,3 +128,28 @@ def test_positive_weight_and_loss():
     # members: the mean of the members' own losses
     loss2, _ = stretch_loss(torch.stack([logits, logits]), labels, 4.0)
     torch.testing.assert_close(loss2, loss)
+
+
+def test_jitter_shifts_the_read_not_the_labels():
+    """jitter J: each stretch's start moves by an integer in [-J, J] (both signs seen), its labels,
+    chromosome and strand are the jitter-free stream's; jitter 0 is the earlier stream exactly;
+    a mid-epoch resume with another jitter is refused."""
+    labels = _labels(3)
+    plain = StretchSampler(labels, ["c1", "c2", "c3"], 5, 7, seed=4)
+    jit = StretchSampler(labels, ["c1", "c2", "c3"], 5, 7, seed=4, jitter=10)
+    shifts = []
+    for a, b in zip(plain.epoch_batches(2), jit.epoch_batches(2)):
+        assert np.array_equal(a.labels, b.labels) and np.array_equal(a.chroms, b.chroms)
+        assert np.array_equal(a.strands, b.strands)
+        shifts.extend((b.starts - a.starts).tolist())
+    shifts = np.array(shifts)
+    assert np.abs(shifts).max() <= 10 and shifts.min() < 0 < shifts.max() and np.unique(shifts).size > 5
+    zero = StretchSampler(labels, ["c1", "c2", "c3"], 5, 7, seed=4, jitter=0)
+    assert all(np.array_equal(a.starts, b.starts) for a, b in zip(plain.epoch_batches(1), zero.epoch_batches(1)))
+    it = iter(jit)
+    next(it)
+    state = jit.state_dict()
+    with pytest.raises(ValueError, match="jitter"):
+        plain.load_state_dict(state)
+    with pytest.raises(ValueError, match="jitter"):
+        StretchSampler(labels, ["c1"], 5, 7, jitter=-1)

@@ -8,7 +8,8 @@ bins are labelled -1 and the genome reads N there). A batch is :class:`~bsp_fast
 with ``starts`` = each stretch's first bin start and ``labels`` float32 [B, bins_per_stretch]:
 1 bound, 0 unbound, -1 ambiguous or outside the grid (masked out of the loss). With a reverse-
 complement strand flip (``rc_augment``) the window is read reversed and complemented, and its labels
-are reversed with it. The stream is a pure function of (seed, epoch) and the settings; sharded by
+are reversed with it; with a ``jitter`` each stretch is read shifted by up to +-jitter bp while
+its labels stay (a shift augmentation, as the windowed sampler's). The stream is a pure function of (seed, epoch) and the settings; sharded by
 rank (disjoint, equal numbers of batches); resumable mid-epoch from :meth:`StretchSampler.state_dict`.
 
 The 1-in-100 to 1-in-1000 prevalence is handled in the loss, not by sampling: every bin is seen
@@ -56,7 +57,8 @@ class StretchSampler:
     """Shuffled, sharded, resumable batches of stretches of consecutive bins (see module doc)."""
 
     def __init__(self, labels: Any, chroms: Sequence[str], batch_size: int, bins_per_stretch: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, rc_augment: bool = True, chrom_order: Any = None) -> None:
+                 rank: int = 0, world_size: int = 1, rc_augment: bool = True, chrom_order: Any = None,
+                 jitter: int = 0) -> None:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if int(bins_per_stretch) < 1:
@@ -66,6 +68,9 @@ class StretchSampler:
         self.batch_size, self.bins_per_stretch = int(batch_size), int(bins_per_stretch)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.rc_augment = bool(rc_augment)
+        if int(jitter) < 0:
+            raise ValueError(f"jitter must be >= 0, got {jitter}")
+        self.jitter = int(jitter)
         self.step = int(getattr(labels, "step", 50))
         names, ids, chroms = _chrom_table(labels, chroms, chrom_order)
         self.chrom_names = np.array(names, dtype=object)
@@ -97,9 +102,9 @@ class StretchSampler:
 
     # -- the stream -------------------------------------------------------------------------
 
-    def _epoch_stream(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This rank's (chromosome index, first grid index, strand) of every stretch of ``epoch``."""
-        key = (epoch, self.seed, self.rank, self.world_size, self.rc_augment, self.bins_per_stretch)
+    def _epoch_stream(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """This rank's (chromosome index, first grid index, strand, shift in bp) of every stretch of ``epoch``."""
+        key = (epoch, self.seed, self.rank, self.world_size, self.rc_augment, self.bins_per_stretch, self.jitter)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         rng = np.random.default_rng([self.seed, epoch, 0x57E7])
@@ -117,13 +122,16 @@ class StretchSampler:
         order = rng.permutation(c.size)
         c, j = c[order], j[order]
         strand = (np.where(rng.random(c.size) < 0.5, 1, -1) if self.rc_augment else np.ones(c.size)).astype(np.int8)
+        # drawn after the strands, and only with a jitter: streams without one stay as they were
+        shift = (rng.integers(-self.jitter, self.jitter + 1, size=c.size) if self.jitter
+                 else np.zeros(c.size)).astype(np.int64)
         keep = (c.size // self.world_size) * self.world_size
         sl = slice(self.rank, keep, self.world_size)
-        stream = (c[sl].copy(), j[sl].copy(), strand[sl].copy())
+        stream = (c[sl].copy(), j[sl].copy(), strand[sl].copy(), shift[sl].copy())
         self._cache = (key, stream)
         return stream
 
-    def _batch(self, c: np.ndarray, j: np.ndarray, strand: np.ndarray) -> BinBatch:
+    def _batch(self, c: np.ndarray, j: np.ndarray, strand: np.ndarray, shift: np.ndarray) -> BinBatch:
         n = self.bins_per_stretch
         labels = np.full((c.size, n), -1, dtype=np.float32)
         starts = np.empty(c.size, dtype=np.int64)
@@ -132,23 +140,25 @@ class StretchSampler:
             lo, hi = max(first, 0), min(first + n, grid.size)
             labels[row, lo - first:hi - first] = grid[lo:hi]
             starts[row] = s0 + first * self.step
+        starts += shift  # the sequence read moves by up to +-jitter bp, the labels stay (augmentation)
         rev = strand < 0
         labels[rev] = labels[rev, ::-1]  # the reverse strand reads the stretch's bins in reverse order
         return BinBatch(chroms=self._ids[c].astype(np.int32), starts=starts, strands=strand.copy(), labels=labels)
 
     def epoch_batches(self, epoch: int) -> list[BinBatch]:
         """All of this rank's batches of ``epoch`` (does not move the sampler)."""
-        c, j, s = self._epoch_stream(epoch)
+        c, j, s, d = self._epoch_stream(epoch)
         b = self.batch_size
-        return [self._batch(c[i:i + b], j[i:i + b], s[i:i + b]) for i in range(0, c.size, b)]
+        return [self._batch(c[i:i + b], j[i:i + b], s[i:i + b], d[i:i + b]) for i in range(0, c.size, b)]
 
     def __iter__(self) -> Iterator[BinBatch]:
         epoch = self.epoch
-        c, j, s = self._epoch_stream(epoch)
+        c, j, s, d = self._epoch_stream(epoch)
         n_batches = -(-c.size // self.batch_size)
         while self.epoch == epoch and self.position < n_batches:
             i = self.position * self.batch_size
-            batch = self._batch(c[i:i + self.batch_size], j[i:i + self.batch_size], s[i:i + self.batch_size])
+            b = slice(i, i + self.batch_size)
+            batch = self._batch(c[b], j[b], s[b], d[b])
             self.position += 1  # before handing out: a state taken after batch k resumes at k + 1
             if self.position >= n_batches:
                 self.epoch, self.position = epoch + 1, 0
@@ -161,7 +171,7 @@ class StretchSampler:
     def state_dict(self) -> dict[str, Any]:
         return {"version": _STATE_VERSION, "kind": "stretches", "epoch": self.epoch, "position": self.position,
                 "seed": self.seed, "batch_size": self.batch_size, "bins_per_stretch": self.bins_per_stretch,
-                "world_size": self.world_size, "rc_augment": self.rc_augment, "n_pos": self.n_pos,
+                "world_size": self.world_size, "rc_augment": self.rc_augment, "jitter": self.jitter, "n_pos": self.n_pos,
                 "n_bins": self.n_bins, "chroms": list(self.chroms)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -171,7 +181,7 @@ class StretchSampler:
         position = int(state["position"])
         if position > 0:
             mine = self.state_dict()
-            for key in ("batch_size", "bins_per_stretch", "world_size", "rc_augment", "n_pos", "n_bins", "chroms"):
-                if state.get(key) != mine[key]:
+            for key in ("batch_size", "bins_per_stretch", "world_size", "rc_augment", "jitter", "n_pos", "n_bins", "chroms"):
+                if state.get(key, 0 if key == "jitter" else None) != mine[key]:
                     raise ValueError(f"cannot resume mid-epoch: sampler {key} was {state.get(key)!r}, now {mine[key]!r}")
         self.seed, self.epoch, self.position = int(state["seed"]), int(state["epoch"]), position
