@@ -6,6 +6,13 @@ background) centred in the filter's width, zero elsewhere, scaled so that the fi
 minus 2 bits) and ``peak`` at the motif's best site; the remaining filters keep their random
 initialisation. The convolutions here scan both strands with each filter (``rc_conv`` /
 ``both_strands_conv``), so one filter per motif covers both orientations.
+
+By default the motif filters then stay as given (:func:`freeze_motif_filters`: their gradients are
+zeroed, so Adam never moves them): Adam moves every weight by about the learning rate per step
+whatever its gradient's size, which over a few thousand steps on a few hundred sites erodes an
+exact matrix into a noisier one; frozen, the model keeps an exact scanner of the known motif and
+learns everything around it (the other filters, the BiGRU, the head). ``train --tune-motifs``
+lets them train too.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from torch import nn
 
 from bsp_fast.motif_io import Motif, read_motifs
 
-__all__ = ["motif_filter", "init_conv_from_motifs", "init_model_from_motifs", "kernel_size_for", "read_init_motifs"]
+__all__ = ["motif_filter", "init_conv_from_motifs", "init_model_from_motifs", "freeze_motif_filters", "kernel_size_for",
+           "read_init_motifs"]
 
 
 def read_init_motifs(path: str | os.PathLike) -> list[Motif]:
@@ -82,3 +90,24 @@ def init_model_from_motifs(model: nn.Module, motifs: Sequence[Motif]) -> int:
         init_conv_from_motifs(conv, motifs)
         n += 1
     return n
+
+
+def freeze_motif_filters(model: nn.Module, n: int) -> int:
+    """Keep the first ``n`` filters (weights and biases) of every member's first convolution fixed
+    in training (a gradient hook zeroes their rows); returns how many convolutions were hooked."""
+    if n <= 0:
+        return 0
+    k = 0
+    for member in list(getattr(model, "members", [model])):
+        conv = member.conv
+
+        def zero_rows(grad: torch.Tensor) -> torch.Tensor:
+            grad = grad.clone()
+            grad[:n] = 0
+            return grad
+
+        conv.weight.register_hook(zero_rows)
+        if conv.bias is not None:
+            conv.bias.register_hook(zero_rows)
+        k += 1
+    return k

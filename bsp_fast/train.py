@@ -114,7 +114,10 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--dropout", type=float, help="drop probability (default 0.1)")
     m.add_argument("--init-motifs", metavar="FILE",
                    help="JASPAR or MEME file: the first filters start as these motifs (both strands), the rest "
-                        "random; the filter width grows to the longest motif (cnn, hybrid, hybrid-dense)")
+                        "random; the filter width grows to the longest motif (cnn, hybrid, hybrid-dense); the motif "
+                        "filters stay fixed in training unless --tune-motifs")
+    m.add_argument("--tune-motifs", action="store_true",
+                   help="with --init-motifs: let the motif filters train too (default: kept as given)")
     m.add_argument("--rc-average", action="store_true",
                    help="at evaluation average the scores of both strands (reverse complement)")
     t = p.add_argument_group("training")
@@ -471,6 +474,7 @@ class RunConfig:
     eval_every: int | None  # None: time-based (eval_every_s), or no validation cadence at all
     eval_every_s: float | None
     ema: float  # 0: off
+    frozen_motif_filters: int  # first filters kept as --init-motifs set them (0: none)
     patience: int | None  # stop after this many validations in a row without a new best (None: never)
     seed: int
     device: str
@@ -516,7 +520,8 @@ class RunConfig:
             "model": self.model_name, "model_config": dict(self.model_config), "batch_size": self.batch_size,
             "lr": self.lr, "negatives_per_positive": self.negatives_per_positive, "clip": self.clip,
             "lr_schedule": self.lr_schedule, "total_steps": self.total_steps, "max_minutes": self.max_minutes,
-            "eval_every": self.eval_every, "ema": self.ema, "patience": self.patience, "seed": self.seed, "device": self.device,
+            "eval_every": self.eval_every, "ema": self.ema, "frozen_motif_filters": self.frozen_motif_filters,
+            "patience": self.patience, "seed": self.seed, "device": self.device,
             "world_size": self.world_size, "no_rc_augment": not self.rc_augment, "jitter": self.jitter,
             "test_chroms": list(self.test_chroms), "valid_chroms": list(self.valid_chroms),
             "train_chroms": list(self.train_chroms), "cell": self.cell, "bin_size": self.bin_size,
@@ -630,6 +635,17 @@ def build_run_model(args: Any, ckpt: dict[str, Any] | None) -> tuple[str, torch.
             raise UserError(f"--resume: checkpoint {path}: weights do not fit its model "
                             f"({_one_line(exc)[:160]})") from None
     return model_name, model
+
+
+def frozen_motif_filters(args: Any, ckpt: dict[str, Any] | None) -> int:
+    """How many first filters stay as ``--init-motifs`` set them: the checkpoint's when resuming."""
+    if ckpt is not None:
+        return int(ckpt.get("config", {}).get("frozen_motif_filters", 0))
+    if not args.init_motifs or args.tune_motifs:
+        return 0
+    from bsp_fast.motif_init import read_init_motifs
+
+    return len(read_init_motifs(args.init_motifs))
 
 
 def data_args(args: Any, ckpt: dict[str, Any] | None) -> Any:
@@ -761,7 +777,7 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
     cfg = RunConfig(
         model_name=model_name, model_config=dict(mcfg), batch_size=batch_size, lr=lr, negatives_per_positive=npp,
         clip=args.clip, lr_schedule=schedule, total_steps=total_steps, max_minutes=max_minutes,
-        eval_every=eval_every, eval_every_s=eval_every_s, ema=ema_decay, patience=patience, seed=seed, device=str(device),
+        eval_every=eval_every, eval_every_s=eval_every_s, ema=ema_decay, frozen_motif_filters=frozen_motif_filters(args, ckpt), patience=patience, seed=seed, device=str(device),
         world_size=dist_info.world_size, rc_augment=rc_augment, jitter=jitter,
         test_chroms=tuple(data.test_chroms), valid_chroms=tuple(data.valid_chroms),
         train_chroms=tuple(data.train_chroms), cell=data.cell, bin_size=data.bin_size, window_length=length,
@@ -855,6 +871,10 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
 
     # ---- optimiser, DDP, restoring state -----------------------------------------------------
     model.to(device)
+    if cfg.frozen_motif_filters:
+        from bsp_fast.motif_init import freeze_motif_filters
+
+        freeze_motif_filters(model, cfg.frozen_motif_filters)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # the weight average is what gets validated and tested: it generalises better and makes the best
     # checkpoint less of a lottery over noisy validation scores

@@ -18,8 +18,9 @@ Binding process (every number is a :class:`PanelSpec` field)
    GC-rich or AT-rich chromatin). A candidate with a blocker motif (log-odds >= ``blocker_bits``)
    centred within ``blocker_window`` bp is never bound (a look-alike: occupied by another factor,
    as ELK1 occupies GABPA's ETS core in the built-in set). ``theta`` is ``theta_below`` bits under the
-   mean score of sampled strong instances, raised where the real background alone would exceed a
-   third of the target bound-site count.
+   mean score of instances drawn from the matrix, raised in 0.5-bit steps while the real background
+   alone would give more than a third of the target bound-site count (but not past the motif's best
+   score minus 0.5 bits: a short motif's own genomic matches may then make most of the bound sites).
 3. Planted instances (sampled from the matrices, ``weak_fraction`` of the factor's from a
    flattened matrix): factor sites alone and in clusters (``clustered_fraction``, ``cluster_sites``
    per cluster within ``cluster_span`` bp), a partner next to ``partner_fraction`` of them, and
