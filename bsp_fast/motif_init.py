@@ -7,12 +7,12 @@ minus 2 bits) and ``peak`` at the motif's best site; the remaining filters keep 
 initialisation. The convolutions here scan both strands with each filter (``rc_conv`` /
 ``both_strands_conv``), so one filter per motif covers both orientations.
 
-By default the motif filters then stay as given (:func:`freeze_motif_filters`: their gradients are
-zeroed, so Adam never moves them): Adam moves every weight by about the learning rate per step
-whatever its gradient's size, which over a few thousand steps on a few hundred sites erodes an
-exact matrix into a noisier one; frozen, the model keeps an exact scanner of the known motif and
-learns everything around it (the other filters, the BiGRU, the head). ``train --tune-motifs``
-lets them train too.
+The motif filters then train with the rest, as DanQ-JASPAR's did. ``train --freeze-motifs`` keeps
+them as given instead (:func:`freeze_motif_filters`: their gradients are zeroed, so Adam never
+moves them): an exact scanner of the known motif with everything around it learnt. On the real-DNA
+panel freezing was no better where the matrix is all there is to binding and clearly worse where
+look-alikes must be told apart (the filter can then not learn what separates them), so it is an
+option, not the default.
 """
 
 from __future__ import annotations

@@ -114,10 +114,9 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--dropout", type=float, help="drop probability (default 0.1)")
     m.add_argument("--init-motifs", metavar="FILE",
                    help="JASPAR or MEME file: the first filters start as these motifs (both strands), the rest "
-                        "random; the filter width grows to the longest motif (cnn, hybrid, hybrid-dense); the motif "
-                        "filters stay fixed in training unless --tune-motifs")
-    m.add_argument("--tune-motifs", action="store_true",
-                   help="with --init-motifs: let the motif filters train too (default: kept as given)")
+                        "random; the filter width grows to the longest motif (cnn, hybrid, hybrid-dense)")
+    m.add_argument("--freeze-motifs", action="store_true",
+                   help="with --init-motifs: keep the motif filters as given in training (default: they train too)")
     m.add_argument("--rc-average", action="store_true",
                    help="at evaluation average the scores of both strands (reverse complement)")
     t = p.add_argument_group("training")
@@ -641,7 +640,7 @@ def frozen_motif_filters(args: Any, ckpt: dict[str, Any] | None) -> int:
     """How many first filters stay as ``--init-motifs`` set them: the checkpoint's when resuming."""
     if ckpt is not None:
         return int(ckpt.get("config", {}).get("frozen_motif_filters", 0))
-    if not args.init_motifs or args.tune_motifs:
+    if not args.init_motifs or not args.freeze_motifs:
         return 0
     from bsp_fast.motif_init import read_init_motifs
 

@@ -124,10 +124,10 @@ def test_train_init_motifs(tmp_path, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
-def test_motif_filters_stay_fixed_unless_tuned(tmp_path):
-    """At a learning rate that moves everything, the motif filters (weights and biases, every member)
-    end as they started while the other filters move; --tune-motifs lets them move too; a resumed run
-    keeps them fixed."""
+def test_freeze_motifs(tmp_path):
+    """With --freeze-motifs, at a learning rate that moves everything, the motif filters (weights and
+    biases, every member) end as they started while the other filters move, also across a resume;
+    without it they move too."""
     from bsp_fast import train
     from bsp_fast.checkpoint import load_checkpoint
     from bsp_fast.data.synthetic import ensure_builtin
@@ -137,10 +137,11 @@ def test_motif_filters_stay_fixed_unless_tuned(tmp_path):
     base = ["--genome", str(b.fasta), "--labels", str(b.labels), "--cell", b.cell, "--cache-dir", str(tmp_path / "c"),
             "--threads", "1", "--no-progress", "--hidden", "8", "--batch-size", "4", "--lr", "1e-2", "--ema", "0",
             "--filters", "4", "--bins-per-stretch", "12", "--init-motifs", str(f), "--eval-every", "3"]
+    frozen_flag = ["--freeze-motifs"]
     w0, b0 = motif_filter(_motifs()["GABPA"], 19)
     out = tmp_path / "frozen"
-    assert train.main(base + ["--steps", "3", "--out", str(out)]) == 0
-    assert train.main(base + ["--steps", "6", "--out", str(out), "--resume"]) == 0
+    assert train.main(base + frozen_flag + ["--steps", "3", "--out", str(out)]) == 0
+    assert train.main(base + ["--steps", "6", "--out", str(out), "--resume"]) == 0  # kept from the checkpoint
     ck = load_checkpoint(out / "checkpoint.pt")
     assert ck["config"]["frozen_motif_filters"] == 1 and ck["step"] == 6
     for k in range(2):
@@ -149,7 +150,7 @@ def test_motif_filters_stay_fixed_unless_tuned(tmp_path):
         assert np.allclose(w[0], w0, atol=1e-6) and bias[0] == pytest.approx(b0, abs=1e-6)
         assert np.abs(w[1:]).max() > 0 and not np.allclose(w[1:], 0)
     tuned = tmp_path / "tuned"
-    assert train.main(base + ["--steps", "3", "--tune-motifs", "--out", str(tuned)]) == 0
+    assert train.main(base + ["--steps", "3", "--out", str(tuned)]) == 0
     ck = load_checkpoint(tuned / "checkpoint.pt")
     assert ck["config"]["frozen_motif_filters"] == 0
     assert not np.allclose(ck["model"]["members.0.conv.weight"][0].numpy(), w0, atol=1e-4)
