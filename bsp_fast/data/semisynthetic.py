@@ -53,6 +53,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bsp_fast.data import synthetic as _synthetic
 from bsp_fast.motif_io import Motif, read_motifs
 
 __all__ = ["PanelSpec", "Segment", "cut_segments", "generate_panel_genome", "write_panel_genome", "read_panel_oracle"]
@@ -147,27 +148,16 @@ def cut_segments(fasta: str | os.PathLike, segment_bp: int, prefix: str, max_bp:
 # ---- motif arithmetic ---------------------------------------------------------------------------
 
 
-def _ppm(m: Motif) -> np.ndarray:
-    return m.probabilities(pseudocount=0.5)
-
-
-def _pwm5(m: Motif) -> np.ndarray:
-    w = np.log2(_ppm(m) / 0.25)
-    return np.concatenate([w, np.full((w.shape[0], 1), -20.0)], axis=1)
-
-
-def _rc5(w5: np.ndarray) -> np.ndarray:
-    return np.concatenate([w5[::-1, 3::-1], w5[::-1, 4:5]], axis=1)
+# the built-in generator's matrix helpers: probabilities with pseudocount 0.5, log-odds in bits with
+# an N column of -20, its reverse complement, sampling base by base
+_ppm, _pwm5, _rc5, _sample = _synthetic._ppm, _synthetic._pwm5, _synthetic._rc_pwm5, _synthetic._sample_instances
 
 
 def _scan(codes: np.ndarray, w5: np.ndarray) -> np.ndarray:
-    """score[p] = sum_k w5[k, codes[p + k]] for every full window p (float64); -1e9 where the window
-    holds an N (never a site)."""
-    m = w5.shape[0]
-    n = codes.size - m + 1
-    out = np.zeros(max(n, 0))
-    for k in range(m):
-        out += w5[k][codes[k:k + n]]
+    """The built-in generator's scan (score of every full window), with -1e9 where the window holds
+    an N: never a site, not merely a poor one."""
+    out = _synthetic._scan(codes, w5)
+    m, n = w5.shape[0], out.size
     if n > 0:
         nc = np.concatenate([[0], np.cumsum(codes == _N)])
         out[nc[m:m + n] - nc[:n] > 0] = -1e9
@@ -192,14 +182,6 @@ def _near_max(x: np.ndarray, half: int) -> np.ndarray:
     from scipy.ndimage import maximum_filter1d
 
     return maximum_filter1d(x, size=2 * half + 1, mode="constant", cval=-1e9)
-
-
-def _sample(rng: np.random.Generator, ppm: np.ndarray, n: int, temperature: float = 1.0) -> np.ndarray:
-    p = ppm ** temperature
-    p = p / p.sum(axis=1, keepdims=True)
-    cum = np.cumsum(p, axis=1)[:, :3]
-    u = rng.random((n, p.shape[0]))
-    return (u[:, :, None] > cum[None, :, :]).sum(axis=2).astype(np.uint8)
 
 
 def _score_rows(inst: np.ndarray, w5: np.ndarray) -> np.ndarray:
@@ -292,9 +274,7 @@ class _Chrom:
         return pi(self.s_plus), pi(self.s_minus)
 
 
-def _window_sum(cum: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    n = cum.size - 1
-    return cum[np.clip(hi + 1, 0, n)] - cum[np.clip(lo, 0, n)]
+_window_sum = _synthetic._window_sum  # sum over [lo, hi] inclusive from a prefix sum with a leading 0
 
 
 def _labels_oracle_scan(ch: _Chrom, pi_plus: np.ndarray, pi_minus: np.ndarray, centres: np.ndarray):
@@ -430,9 +410,10 @@ def generate_panel_genome(spec: PanelSpec, background: Sequence[Segment], motif_
         for k, ch in enumerate(chs):
             pp, pm = ch.probabilities(spec, thr["theta"])
             bp, bm = rng.random(pp.size) < pp, rng.random(pm.size) < pm
-            centres = np.sort(np.concatenate([np.flatnonzero(bp), np.flatnonzero(bm)]))
+            where = np.concatenate([np.flatnonzero(bp), np.flatnonzero(bm)])
+            order = np.argsort(where, kind="stable")
+            centres, prob = where[order], np.concatenate([pp[bp], pm[bm]])[order]
             starts, labels, oracle, mid, whole = _labels_oracle_scan(ch, pp, pm, centres)
-            prob = np.concatenate([pp[bp], pm[bm]])[np.argsort(np.concatenate([np.flatnonzero(bp), np.flatnonzero(bm)]), kind="stable")]
             per.append(dict(starts=starts, labels=labels, oracle=oracle, scan_mid=mid, scan_bin=whole,
                             centres=centres, prob=prob, partner=ch.partner[centres], codes=ch.codes))
             n_b += int((labels == 1).sum())
@@ -448,6 +429,7 @@ def generate_panel_genome(spec: PanelSpec, background: Sequence[Segment], motif_
         n_plant = max(10, int(round(n_plant * want / planted_share)))
     result["thresholds"] = thr
     result["gc_mean"] = gc_mean
+    result["factor_bp"] = m
     return result
 
 
@@ -491,7 +473,7 @@ def write_panel_genome(out_dir: str | os.PathLike, spec: PanelSpec, background: 
             for key in ("starts", "labels", "oracle", "scan_mid", "scan_bin"):
                 arrays[f"{key}:{n}"] = p[key]
         np.savez(tmp / "oracle.npz", chroms=np.array(names), **arrays)
-        m = len(_motifs(spec, motif_file).factor)
+        m = res["factor_bp"]
         with open(tmp / "bound_sites.bed", "w") as fh:
             for n, p in zip(names, res["segments"]):
                 for c, pr, part in zip(p["centres"].tolist(), p["prob"].tolist(), p["partner"].tolist()):
