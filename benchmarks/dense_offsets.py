@@ -18,7 +18,7 @@ import numpy as np
 def main() -> None:
     from bsp_fast.checkpoint import load_checkpoint, model_from_checkpoint
     from bsp_fast.data import Genome
-    from bsp_fast.dense import DEFAULT_MARGIN, score_grid, score_grid_windowed
+    from bsp_fast.dense import DEFAULT_BINS_PER_STRETCH, DEFAULT_MARGIN, score_grid, score_grid_windowed
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True)
@@ -35,7 +35,7 @@ def main() -> None:
     cid = g.chrom_id(a.chrom)
     n = min(a.max_bins, (dict(g.chromosomes)[a.chrom] - 200) // 50 + 1)
     base = score_grid(model, g, cid, 0, n)
-    print(f"{a.checkpoint}: {a.chrom}, {n:,} bins; default tiling: 200-bin stretches, margin {DEFAULT_MARGIN} bp")
+    print(f"{a.checkpoint}: {a.chrom}, {n:,} bins; default tiling: {DEFAULT_BINS_PER_STRETCH}-bin stretches, margin {DEFAULT_MARGIN} bp")
     for shift in (1, 7, 19, 101):
         d = np.abs(score_grid(model, g, cid, shift * 50, n - shift) - base[shift:])
         print(f"  tiles shifted by {shift:>3} bins: max |d logit| {d.max():.2e}, 99.9 % {np.quantile(d, 0.999):.2e}")

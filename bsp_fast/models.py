@@ -511,6 +511,8 @@ class DenseHybridNet(_Base):
     strand average (``rc_average``) costs a second BiGRU and head pass but no second convolution.
     """
 
+    native_inference = True  # tests set it False on an instance to score through the reference layers
+
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.name = "hybrid-dense"
@@ -568,7 +570,52 @@ class DenseHybridNet(_Base):
 
     def bin_logits(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, n] logits of every bin of a stretch (both strands averaged where ``rc_average`` and in eval)."""
+        if self._native_inference(codes):
+            return self._bin_logits_native(codes)
         return self.bin_logits_one_hot(one_hot(codes).transpose(1, 2))
+
+    def _native_inference(self, codes: torch.Tensor) -> bool:
+        # scoring on CPU: the first layer from bsp_fast.strand_conv's kernel (the torch layers below
+        # are its reference, used for training, gradients, hooks and other devices)
+        w = self.conv.weight
+        return (self.native_inference and not self.training and not torch.is_grad_enabled() and w.device.type == "cpu"
+                and codes.device.type == "cpu" and w.dtype == torch.float32
+                and not (self.conv._forward_hooks or self.conv._forward_pre_hooks))
+
+    def _conv_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kernel's lookup table of the current conv weights (rebuilt when they change)."""
+        from bsp_fast.strand_conv import group_size, lookup_table
+
+        w, b = self.conv.weight, self.conv.bias
+        key = (w.data_ptr(), w._version, b.data_ptr(), b._version)
+        cached = getattr(self, "_table_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, lookup_table(self.conv, group_size(w.shape[0], self.kernel_size)))
+            self._table_cache = cached
+        return cached[1]
+
+    def _bin_logits_native(self, codes: torch.Tensor) -> torch.Tensor:
+        from bsp_fast.strand_conv import both_strands_conv_pool
+
+        n = self.n_bins(codes.shape[1])
+        both = self.rc_average
+        x = both_strands_conv_pool(self.conv, codes, self.pool_size, with_reverse=both, table=self._conv_table())
+        bins = self._bins(self._sites_inference(x), n)
+        if both:
+            b = codes.shape[0]
+            return 0.5 * (bins[:b] + bins[b:].flip(1))
+        return bins
+
+    def _sites_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`sites_from_features` of features ``x`` [B, T, F] (a view of a time-major buffer), without
+        concatenating them to the BiGRU's output: the site head's first layer is split by its inputs."""
+        y = self.gru(x)[0]  # [B, T, 2H] batch-major
+        lin, out = self.site[0], self.site[-1]
+        f = x.shape[2]
+        h = torch.addmm(lin.bias, y.reshape(-1, y.shape[2]), lin.weight[:, f:].t()).view(*y.shape[:2], -1)
+        xt = x.transpose(0, 1)  # [T, B, F]: contiguous for the kernel's buffer, a view otherwise
+        h.add_(torch.mm(xt.reshape(-1, f), lin.weight[:, :f].t()).view(xt.shape[0], xt.shape[1], -1).transpose(0, 1))
+        return torch.addmv(out.bias, h.relu_().view(-1, h.shape[2]), out.weight[0]).view(h.shape[:2])
 
     def bin_logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`bin_logits` of a one-hot (or any real-valued) input [B, 4, L]; differentiable in it."""

@@ -69,7 +69,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--track-name", help="track name in bedGraph / narrowPeak (default: bsp_fast_<model>)")
     p.add_argument("--bin-size", type=int, default=None, help="bin size (default: the checkpoint's, 200)")
     p.add_argument("--step", type=int, default=50, help="bin step (default 50)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per pass (windowed models, default 256) or stretches of 400 bins per pass "
+                        "(dense models, default 4 on CPU, 32 on a GPU)")
     p.add_argument("--chunk", type=int, default=262_144, help="bins per streamed chunk")
     p.add_argument("--rc-average", action="store_true", help="average with the reverse-complement strand")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -264,11 +266,11 @@ def _main(argv: Sequence[str] | None) -> int:
                 report = (lambda m: bar.update(m * dist_info.world_size)) if show else None
                 if dense:  # the chunk is a run of the bin grid: every bin of it from stretches read once
                     logits = score_grid(model, genome, cid, int(starts[0]), starts.size, device=device,
-                                        autocast=autocast, progress=report)
+                                        autocast=autocast, batch_size=args.batch_size, progress=report)
                     probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
                 else:
-                    probs = score_windows(model, genome, ids, wstarts, length, args.batch_size, device, autocast,
-                                          progress=report)
+                    probs = score_windows(model, genome, ids, wstarts, length, args.batch_size or 256, device,
+                                          autocast, progress=report)
                 if dist_info.enabled:  # a part per chunk; rank 0 replays them in order
                     part = tmp_dir / f"{k:08d}.npz"
                     with open(part.with_suffix(".tmp"), "wb") as fh:

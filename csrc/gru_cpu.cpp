@@ -292,6 +292,68 @@ void table_grad(uintptr_t codes, int code_bytes, long n, uintptr_t grad, long F,
     run(reinterpret_cast<const float*>(grad), reinterpret_cast<float*>(out));
 }
 
+void call_onehot_conv(const ConvArgs& a, int b, int t0, int t1) {
+  switch (g_isa) {
+#if defined(__x86_64__) || defined(__i386__)
+    case Isa::avx512: avx512::onehot_conv_task(a, b, t0, t1); return;
+    case Isa::avx2: avx2::onehot_conv_task(a, b, t0, t1); return;
+#endif
+    default: base::onehot_conv_task(a, b, t0, t1); return;
+  }
+}
+
+// Pooled both-strand features of one-hot codes (gru_cpu_onehot_conv.h); tasks are (row, chunk of
+// 64 pooled positions), dealt out statically over torch's OpenMP pool (std::threads without it).
+void onehot_conv(uintptr_t codes, uintptr_t table, uintptr_t bias, uintptr_t out, long out_st, long out_sb,
+                 long rc_off, int B, int L, int T_, int pool, int half, int G, int g, int Fp, int F, int nthreads) {
+  auto bad = [](const std::string& what) { throw std::invalid_argument("bsp_fast_gru_cpu.onehot_conv: " + what); };
+  if (B <= 0 || L <= 0 || pool <= 0 || T_ <= 0 || (long)T_ * pool > L)
+    bad("need B, L, pool, T > 0 and T * pool <= L; got B=" + std::to_string(B) + " L=" + std::to_string(L) +
+        " T=" + std::to_string(T_) + " pool=" + std::to_string(pool));
+  if (g < 1 || g > 6 || G < 1 || half < 0) bad("need 1 <= g <= 6, G >= 1, half >= 0");
+  if (F <= 0 || F > Fp || Fp % 16) bad("need 0 < F <= Fp and Fp a multiple of 16");
+  if (out_st < F || out_sb < F) bad("output row strides must be >= F");
+  ConvArgs a{reinterpret_cast<const uint8_t*>(codes), reinterpret_cast<const float*>(table),
+             reinterpret_cast<const float*>(bias), reinterpret_cast<float*>(out), out_st, out_sb, rc_off,
+             B, L, T_, pool, half, G, g, Fp, F};
+  const int chunk = 64;
+  const int per_row = (T_ + chunk - 1) / chunk;
+  const long ntasks = (long)B * per_row;
+  auto task = [&](long k) {
+    const int b = (int)(k / per_row), c = (int)(k % per_row);
+    call_onehot_conv(a, b, c * chunk, std::min(T_, (c + 1) * chunk));
+  };
+  const int nth = (int)std::max(1L, std::min<long>(std::max(1, nthreads), ntasks));
+  py::gil_scoped_release release;
+  if (nth == 1) {
+    for (long k = 0; k < ntasks; ++k) task(k);
+    return;
+  }
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nth)
+  {
+    const int th = omp_get_thread_num(), n = omp_get_num_threads();
+    for (long k = th; k < ntasks; k += n) task(k);
+  }
+#else
+  std::vector<std::thread> threads;
+  int started = 1;
+  try {
+    for (int th = 1; th < nth; ++th) {
+      threads.emplace_back([&, th] {
+        for (long k = th; k < ntasks; k += nth) task(k);
+      });
+      ++started;
+    }
+  } catch (const std::system_error&) {
+  }
+  for (long k = 0; k < ntasks; k += nth) task(k);
+  for (int th = started; th < nth; ++th)
+    for (long k = th; k < ntasks; k += nth) task(k);
+  for (auto& t : threads) t.join();
+#endif
+}
+
 // glibc malloc tuning (opt-in, process-wide): keep freed memory in the heap instead of giving it
 // back to the kernel after every large free, so that the next training step does not page-fault
 // its way through fresh memory again. Returns false where it is not glibc.
@@ -334,6 +396,13 @@ PYBIND11_MODULE(bsp_fast_gru_cpu, m) {
   m.def("table_grad", &table_grad, py::arg("codes"), py::arg("code_bytes"), py::arg("n"), py::arg("grad"),
         py::arg("F"), py::arg("out"), py::arg("R"), py::arg("is_double"), py::arg("num_threads"),
         "out[R, F] = per-code row sums of grad[n, F] (codes uint8 / int32 / int64, n of them)");
+  m.def("onehot_conv", &onehot_conv, py::arg("codes"), py::arg("table"), py::arg("bias"), py::arg("out"),
+        py::arg("out_st"), py::arg("out_sb"), py::arg("rc_off"), py::arg("B"), py::arg("L"), py::arg("T"),
+        py::arg("pool"), py::arg("half"), py::arg("G"), py::arg("g"), py::arg("Fp"), py::arg("F"),
+        py::arg("num_threads"),
+        "pooled both-strand one-hot convolution: out rows (b, t) at out + t*out_st + b*out_sb (and, with "
+        "rc_off >= 0, reversed in t at out + rc_off) from codes uint8 [B, L], table float [G, 5^g, 2, Fp], "
+        "bias [2, Fp]");
   m.def("tune_malloc", &tune_malloc, py::arg("mmap_threshold"), py::arg("trim_threshold"), py::arg("top_pad"),
         "glibc mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD / M_TOP_PAD); False where unsupported");
   m.def("isa", [] { return std::string(isa_name(g_isa)); }, "instruction set the kernel dispatches to");

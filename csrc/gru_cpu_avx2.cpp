@@ -5,4 +5,5 @@
 #define BSPF_VBYTES 32
 #define BSPF_NS avx2
 #include "gru_cpu_kernel.h"
+#include "gru_cpu_onehot_conv.h"
 #endif

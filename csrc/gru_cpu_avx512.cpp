@@ -5,4 +5,5 @@
 #define BSPF_VBYTES 64
 #define BSPF_NS avx512
 #include "gru_cpu_kernel.h"
+#include "gru_cpu_onehot_conv.h"
 #endif

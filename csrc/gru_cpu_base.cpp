@@ -3,3 +3,4 @@
 #define BSPF_VBYTES 16
 #define BSPF_NS base
 #include "gru_cpu_kernel.h"
+#include "gru_cpu_onehot_conv.h"

@@ -41,6 +41,17 @@ struct BwdArgs {
   long gy_st, gy_sb;  // the same for grad_y
 };
 
+// The one-hot convolution (gru_cpu_onehot_conv.h): both strands, ReLU-summed, max-pooled.
+struct ConvArgs {
+  const uint8_t* codes;  // [B, L] base codes: 0-3 = A C G T, anything else = N (no contribution)
+  const float* table;    // [G, 5^g, 2, Fp]: group j, base-5 index of g consecutive codes, strand, filter
+  const float* bias;     // [2, Fp] (forward, reverse-complement filters; padding zero)
+  float* out;            // pooled row (b, t) at out + t * out_st + b * out_sb, F floats
+  long out_st, out_sb;
+  long rc_off;           // >= 0: row (b, t) also at out + rc_off + (T - 1 - t) * out_st + b * out_sb
+  int B, L, T, pool, half, G, g, Fp, F;  // T = L / pool pooled positions, half = K / 2, Fp % 16 == 0
+};
+
 // 64-byte aligned, zero-filled scratch (std::bad_alloc on failure is never thrown from here:
 // the caller checks for nullptr through the kernels' own allocation helper below).
 inline void* aligned_buffer(size_t bytes) {
@@ -59,6 +70,7 @@ inline void aligned_free(void* p) { std::free(p); }
   void forward_task(const FwdArgs<double>& a, int d, int b0, int b1);    \
   void backward_task(const BwdArgs<float>& a, int d, int b0, int b1, int slot);  \
   void backward_task(const BwdArgs<double>& a, int d, int b0, int b1, int slot); \
+  void onehot_conv_task(const ConvArgs& a, int b, int t0, int t1);              \
   }
 
 BSPF_DECLARE_ISA(avx512)

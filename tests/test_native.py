@@ -30,6 +30,7 @@ REFERENCES = {
     "bsp_fast/data/windows.py": {"codes_ref", "one_hot_ref"},
     "bsp_fast/data/fasta.py": {"encode_block_ref"},
     "bsp_fast/gru/reference.py": {"gru_reference", "bigru_layer_reference"},
+    "bsp_fast/strand_conv.py": {"both_strands_conv_pool_reference"},
 }
 
 
@@ -59,6 +60,8 @@ def test_source_tree_first_on_path_uses_installed_kernels(tmp_path):
         import bsp_fast.gru as g, bsp_fast.gru.reference as r
         w.codes_ref = w.one_hot_ref = f.encode_block_ref = boom
         r.gru_reference = r.bigru_layer_reference = g.gru_reference = g.bigru_layer_reference = boom
+        import bsp_fast.strand_conv as sc
+        sc.both_strands_conv_pool_reference = boom
 
         from bsp_fast import train, predict, _native
         from bsp_fast.data.synthetic import ensure_builtin
