@@ -612,10 +612,10 @@ class DenseHybridNet(_Base):
         y = self.gru(x)[0]  # [B, T, 2H] batch-major
         lin, out = self.site[0], self.site[-1]
         f = x.shape[2]
-        h = torch.addmm(lin.bias, y.reshape(-1, y.shape[2]), lin.weight[:, f:].t()).view(*y.shape[:2], -1)
-        xt = x.transpose(0, 1)  # [T, B, F]: contiguous for the kernel's buffer, a view otherwise
-        h.add_(torch.mm(xt.reshape(-1, f), lin.weight[:, :f].t()).view(xt.shape[0], xt.shape[1], -1).transpose(0, 1))
-        return torch.addmv(out.bias, h.relu_().view(-1, h.shape[2]), out.weight[0]).view(h.shape[:2])
+        h = torch.addmm(lin.bias, y.reshape(-1, y.shape[2]), lin.weight[:, f:].t())  # [B T, d]
+        # the features batch-major (a small copy: F per position against d of h) to accumulate in place
+        h.addmm_(x.contiguous().view(-1, f), lin.weight[:, :f].t())
+        return torch.addmv(out.bias, h.relu_(), out.weight[0]).view(y.shape[:2])
 
     def bin_logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`bin_logits` of a one-hot (or any real-valued) input [B, 4, L]; differentiable in it."""
