@@ -7,6 +7,15 @@ minus 2 bits) and ``peak`` at the motif's best site; the remaining filters keep 
 initialisation. The convolutions here scan both strands with each filter (``rc_conv`` /
 ``both_strands_conv``), so one filter per motif covers both orientations.
 
+In models with a per-position site head (``hybrid-dense``, the occupancy ``hybrid``) the head starts
+as a scan of those motifs (:func:`init_site_head_from_motifs`): one hidden unit per motif passes its
+filter's response on (``site logit = bias + gain * response`` plus the other, random units), so the
+model begins near a PWM scan with the same matrices and learns the partners, context and
+look-alikes from there, instead of first having to find its own way to read its motif filters. On
+the real-DNA panel (two seeds each) this lifted ctcf-human20 from 0.79 to 0.815 auPRC (the scan:
+0.815) and cost max-bjaponicum ~0.01 (0.578 -> 0.566; the scan 0.535); scaling the random units'
+output down to a tenth at the start cost max more (0.556) for the same ctcf.
+
 The motif filters then train with the rest, as DanQ-JASPAR's did. ``train --freeze-motifs`` keeps
 them as given instead (:func:`freeze_motif_filters`: their gradients are zeroed, so Adam never
 moves them): an exact scanner of the known motif with everything around it learnt. On the real-DNA
@@ -26,8 +35,10 @@ from torch import nn
 
 from bsp_fast.motif_io import Motif, read_motifs
 
-__all__ = ["motif_filter", "init_conv_from_motifs", "init_model_from_motifs", "freeze_motif_filters", "kernel_size_for",
-           "read_init_motifs"]
+__all__ = ["motif_filter", "init_conv_from_motifs", "init_model_from_motifs", "init_site_head_from_motifs",
+           "freeze_motif_filters", "kernel_size_for", "read_init_motifs"]
+
+SITE_GAIN = 2.0  # site logit per unit of a motif filter's response (0 at a weak site, 4 at the best)
 
 
 def read_init_motifs(path: str | os.PathLike) -> list[Motif]:
@@ -88,8 +99,30 @@ def init_model_from_motifs(model: nn.Module, motifs: Sequence[Motif]) -> int:
             raise ValueError(f"model {getattr(member, 'name', type(member).__name__)!r} has no first-layer "
                              "convolution to initialise (use cnn, hybrid or hybrid-dense)")
         init_conv_from_motifs(conv, motifs)
+        init_site_head_from_motifs(member, len(motifs))
         n += 1
     return n
+
+
+def init_site_head_from_motifs(member: nn.Module, n: int, gain: float = SITE_GAIN) -> bool:
+    """Make ``member``'s site head read its first ``n`` filters as a scan (see the module docstring):
+    hidden unit i < n reads filter i's pooled response only (weight 1 at the centre, bias 0) and adds
+    ``gain`` times it to the site logit; the other units and the output bias (the model's P(B) ~ 0.1
+    start) keep their initialisation. Returns False for a model without a site head."""
+    site = getattr(member, "site", None)
+    if not isinstance(site, nn.Sequential) or not hasattr(site[0], "weight") or not hasattr(site[-1], "weight"):
+        return False
+    first, last = site[0], site[-1]
+    w = first.weight.view(first.weight.shape[0], first.weight.shape[1], -1)  # [d, C, width]
+    m = min(int(n), w.shape[0], w.shape[1])
+    with torch.no_grad():
+        w[:m] = 0
+        for i in range(m):
+            w[i, i, w.shape[2] // 2] = 1.0
+        if first.bias is not None:
+            first.bias[:m] = 0
+        last.weight.view(-1)[:m] = gain
+    return True
 
 
 def freeze_motif_filters(model: nn.Module, n: int) -> int:

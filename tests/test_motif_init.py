@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from bsp_fast.models import both_strands_conv, build_model, one_hot, strand_conv
-from bsp_fast.motif_init import init_conv_from_motifs, init_model_from_motifs, kernel_size_for, motif_filter
+from bsp_fast.motif_init import (SITE_GAIN, init_conv_from_motifs, init_model_from_motifs,
+                                 init_site_head_from_motifs, kernel_size_for, motif_filter)
 from bsp_fast.motif_io import Motif, read_jaspar
 from bsp_fast.data.synthetic import motif_path
 
@@ -79,6 +80,33 @@ def test_model_members_kernel_and_errors():
     assert kernel_size_for([long], 19) == 21 and kernel_size_for(motifs, 19) == 19
     with pytest.raises(ValueError, match="longer than the filters"):
         motif_filter(long, 19)
+
+
+@pytest.mark.parametrize("name, options", [("hybrid-dense", {}), ("hybrid", {"head": "occupancy", "flank": 100})])
+def test_site_head_starts_as_a_scan(name, options):
+    """Hidden unit i copies motif filter i's response; the site logit is bias + gain * response (+ the
+    other units as initialised); a model without a site head is left alone."""
+    torch.manual_seed(3)
+    mot = _motifs()["GABPA"]
+    model = build_model(name, filters=8, **options)
+    before = model.site[-1].weight.detach().clone().view(-1)
+    init_model_from_motifs(model, [mot])
+    first, last = model.site[0], model.site[-1]
+    w = first.weight.detach().view(first.weight.shape[0], first.weight.shape[1], -1)
+    assert w[0].abs().sum() == 1.0 and w[0, 0, w.shape[2] // 2] == 1.0 and first.bias[0] == 0
+    assert last.weight.view(-1)[0] == SITE_GAIN
+    assert torch.equal(last.weight.view(-1)[1:], before[1:])
+    assert not init_site_head_from_motifs(build_model("cnn"), 1)
+    # at the start, a window with the consensus in its middle scores above the same window without it
+    cons = "".join("ACGT"[i] for i in mot.log_odds(pseudocount=0.5).argmax(axis=1))
+    rng = np.random.default_rng(0)
+    bgs = ["".join(rng.choice(list("ACGT"), size=400)) for _ in range(16)]
+    with_site = [b[:190] + cons + b[190 + len(cons):] for b in bgs]
+    model.eval()
+    with torch.no_grad():
+        a = model(torch.cat([_codes(x) for x in with_site]))
+        b = model(torch.cat([_codes(x) for x in bgs]))
+    assert (a > b + 2).all(), (a - b)
 
 
 def _write(path, motifs):
