@@ -90,22 +90,13 @@ int tiles_for(int B, int nthreads) {
   return std::max(1, std::min(ntiles, (B + 3) / 4));
 }
 
-// Runs fn(direction, tile, b0, b1) over 2 x tiles_for(B, nthreads) tasks on at most `nthreads`
-// threads (the caller's thread included). Tasks all have about the same cost, so they are dealt
-// out statically.
-template <typename Fn>
-void run_tasks(int B, int nthreads, Fn fn) {
-  nthreads = std::max(1, nthreads);
-  const int ntiles = tiles_for(B, nthreads);
-  const int ntasks = 2 * ntiles;
-  auto task = [&](int k) {
-    const int d = k % 2, tile = k / 2;
-    const int b0 = (int)((long)B * tile / ntiles), b1 = (int)((long)B * (tile + 1) / ntiles);
-    fn(d, tile, b0, b1);
-  };
-  const int nth = std::min(nthreads, ntasks);
+// Runs task(k) for k < ntasks on at most `nthreads` threads (the caller's thread included), dealt
+// out statically (k = thread, thread + n, ...): the tasks of each caller all cost about the same.
+template <typename Task>
+void run_parallel(long ntasks, int nthreads, Task task) {
+  const int nth = (int)std::max(1L, std::min<long>(std::max(1, nthreads), ntasks));
   if (nth <= 1) {
-    for (int k = 0; k < ntasks; ++k) task(k);
+    for (long k = 0; k < ntasks; ++k) task(k);
     return;
   }
 #if defined(_OPENMP)
@@ -114,7 +105,7 @@ void run_tasks(int B, int nthreads, Fn fn) {
 #pragma omp parallel num_threads(nth)
   {
     const int th = omp_get_thread_num(), n = omp_get_num_threads();
-    for (int k = th; k < ntasks; k += n) task(k);
+    for (long k = th; k < ntasks; k += n) task(k);
   }
 #else
   std::vector<std::thread> threads;
@@ -123,18 +114,30 @@ void run_tasks(int B, int nthreads, Fn fn) {
   try {
     for (int th = 1; th < nth; ++th) {
       threads.emplace_back([&, th] {
-        for (int k = th; k < ntasks; k += nth) task(k);
+        for (long k = th; k < ntasks; k += nth) task(k);
       });
       ++started;
     }
   } catch (const std::system_error&) {
     // could not start more threads: the ones that did not start are run here below
   }
-  for (int k = 0; k < ntasks; k += nth) task(k);
+  for (long k = 0; k < ntasks; k += nth) task(k);
   for (int th = started; th < nth; ++th)
-    for (int k = th; k < ntasks; k += nth) task(k);
+    for (long k = th; k < ntasks; k += nth) task(k);
   for (auto& t : threads) t.join();
 #endif
+}
+
+// Runs fn(direction, tile, b0, b1) over 2 x tiles_for(B, nthreads) tasks on at most `nthreads`
+// threads (run_parallel).
+template <typename Fn>
+void run_tasks(int B, int nthreads, Fn fn) {
+  const int ntiles = tiles_for(B, nthreads);
+  run_parallel(2L * ntiles, nthreads, [&](long k) {
+    const int d = (int)(k % 2), tile = (int)(k / 2);
+    const int b0 = (int)((long)B * tile / ntiles), b1 = (int)((long)B * (tile + 1) / ntiles);
+    fn(d, tile, b0, b1);
+  });
 }
 
 void check_sizes(int T, int B, int H) {
@@ -303,7 +306,7 @@ void call_onehot_conv(const ConvArgs& a, int b, int t0, int t1) {
 }
 
 // Pooled both-strand features of one-hot codes (gru_cpu_onehot_conv.h); tasks are (row, chunk of
-// 64 pooled positions), dealt out statically over torch's OpenMP pool (std::threads without it).
+// 64 pooled positions), dealt out by run_parallel.
 void onehot_conv(uintptr_t codes, uintptr_t table, uintptr_t bias, uintptr_t out, long out_st, long out_sb,
                  long rc_off, int B, int L, int T_, int pool, int half, int G, int g, int Fp, int F, int nthreads) {
   auto bad = [](const std::string& what) { throw std::invalid_argument("bsp_fast_gru_cpu.onehot_conv: " + what); };
@@ -323,35 +326,8 @@ void onehot_conv(uintptr_t codes, uintptr_t table, uintptr_t bias, uintptr_t out
     const int b = (int)(k / per_row), c = (int)(k % per_row);
     call_onehot_conv(a, b, c * chunk, std::min(T_, (c + 1) * chunk));
   };
-  const int nth = (int)std::max(1L, std::min<long>(std::max(1, nthreads), ntasks));
   py::gil_scoped_release release;
-  if (nth == 1) {
-    for (long k = 0; k < ntasks; ++k) task(k);
-    return;
-  }
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nth)
-  {
-    const int th = omp_get_thread_num(), n = omp_get_num_threads();
-    for (long k = th; k < ntasks; k += n) task(k);
-  }
-#else
-  std::vector<std::thread> threads;
-  int started = 1;
-  try {
-    for (int th = 1; th < nth; ++th) {
-      threads.emplace_back([&, th] {
-        for (long k = th; k < ntasks; k += nth) task(k);
-      });
-      ++started;
-    }
-  } catch (const std::system_error&) {
-  }
-  for (long k = 0; k < ntasks; k += nth) task(k);
-  for (int th = started; th < nth; ++th)
-    for (long k = th; k < ntasks; k += nth) task(k);
-  for (auto& t : threads) t.join();
-#endif
+  run_parallel(ntasks, nthreads, task);
 }
 
 // glibc malloc tuning (opt-in, process-wide): keep freed memory in the heap instead of giving it
