@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import types
@@ -65,7 +66,7 @@ def dense_model():
 
 @pytest.mark.parametrize("model", [small_model, dense_model], ids=["windowed", "dense"])
 def test_resume_is_exact(tiny, tmp_path, model):
-    common = data_args(tiny, *model(), "--eval-every", "100", "--lr-schedule", "constant")
+    common = data_args(tiny, *model(), "--eval-every", "100", "--lr-schedule", "constant", "--weight-decay", "0.01")
     a, b = tmp_path / "a", tmp_path / "b"
     assert train.main(common + ["--steps", "10", "--out", str(a)]) == 0
     assert train.main(common + ["--steps", "4", "--out", str(b)]) == 0
@@ -251,14 +252,14 @@ def test_real_data_recipe(tiny, tmp_path):
     validation 20 times per run and by the clock, early stop after 6; a length asked for is not cut
     by the recipe's clock and does not stop early unless --patience says so."""
     cfg, sampler, model = _resolved(tiny, "--out", str(tmp_path / "a"))
-    assert model.config["members"] == 2 and cfg.dense
+    assert model.config["members"] == 2 and cfg.dense and model.config["dropout"] == 0.3
     assert cfg.total_steps == max(3000, math.ceil(16 * len(sampler)))
     assert sampler.jitter == 10 and cfg.jitter == 10
     assert cfg.max_minutes == 15.0 and cfg.patience == 6
     assert cfg.eval_every == max(1, cfg.total_steps // 20) and cfg.eval_every_s == 15.0 * 60 / 20
     assert (cfg.lr, cfg.ema, cfg.batch_size, cfg.bins_per_stretch) == (3e-3, 0.998, 16, 40)
-    cfg, _, _ = _resolved(tiny, "--steps", "100", "--out", str(tmp_path / "b"))
-    assert (cfg.total_steps, cfg.max_minutes, cfg.patience) == (100, None, None)
+    cfg, _, model = _resolved(tiny, "--steps", "100", "--dropout", "0.2", "--out", str(tmp_path / "b"))
+    assert (cfg.total_steps, cfg.max_minutes, cfg.patience) == (100, None, None) and model.config["dropout"] == 0.2
     cfg, _, _ = _resolved(tiny, "--steps", "100", "--patience", "3", "--max-minutes", "2", "--out", str(tmp_path / "c"))
     assert (cfg.total_steps, cfg.max_minutes, cfg.patience) == (100, 2.0, 3)
 
@@ -275,3 +276,34 @@ def test_early_stop(tiny, tmp_path, capsys):
     assert [v["step"] for v in valid] == [3, 6, 9] and [v["best"] for v in valid] == [True, False, False]
     assert "early stop at step 9" in capsys.readouterr().err
     assert train.main(data_args(tiny, "--patience", "-1", "--out", str(tmp_path / "x"))) == 2
+
+
+def test_weight_decay_groups_and_errors(tiny, tmp_path, capsys):
+    """--weight-decay: AdamW over the weight matrices only (biases and frozen motif filters keep theirs);
+    0 is plain Adam; a negative value is one line, nothing written."""
+    cfg, _, model = _resolved(tiny, *dense_model(), "--weight-decay", "0.05", "--out", str(tmp_path / "a"))
+    assert cfg.weight_decay == 0.05 and cfg.to_json()["weight_decay"] == 0.05
+    opt = train.make_optimizer(model, cfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.05 for p in g["params"]}
+    kept = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert decayed | kept == {id(p) for p in model.parameters()} and not decayed & kept
+    for name, p in model.named_parameters():
+        assert (id(p) in decayed) == (p.dim() > 1), name
+    frozen = dataclasses.replace(cfg, frozen_motif_filters=2)
+    opt = train.make_optimizer(model, frozen)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    convs = [m.conv.weight for m in getattr(model, "members", [model])]
+    assert convs and not any(id(w) in decayed for w in convs)
+    # a weight matrix with no gradient shrinks by lr * wd per step; a bias does not move
+    cfg0, _, model0 = _resolved(tiny, *dense_model(), "--out", str(tmp_path / "b"))
+    assert cfg0.weight_decay == 0.0 and type(train.make_optimizer(model0, cfg0)) is torch.optim.Adam
+    lin = torch.nn.Linear(3, 2)
+    w0, b0 = lin.weight.detach().clone(), lin.bias.detach().clone()
+    opt = train.make_optimizer(lin, dataclasses.replace(cfg, frozen_motif_filters=0))
+    lin.weight.grad, lin.bias.grad = torch.zeros_like(lin.weight), torch.zeros_like(lin.bias)
+    opt.step()
+    torch.testing.assert_close(lin.weight.detach(), w0 * (1 - cfg.lr * 0.05))
+    torch.testing.assert_close(lin.bias.detach(), b0, rtol=0, atol=0)
+    assert train.main(data_args(tiny, "--weight-decay", "-1", "--out", str(tmp_path / "x"))) == 2
+    assert "--weight-decay" in capsys.readouterr().err and not (tmp_path / "x").exists()
