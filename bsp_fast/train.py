@@ -70,9 +70,10 @@ REAL_DEFAULTS = dict(steps=None, max_minutes=None, batch_size=64, lr=1e-3, negat
 # decay follows the clock where that comes first); validation `evals` times per run (and at least
 # every budget / `evals` of the clock), stopping once `patience` validations in a row have not
 # improved on the best (the best-validated weights are what is tested). Dropout 0.3 (the model's
-# default is 0.1): with a few hundred training positives validation loss rises from the 5th epoch
-# on; on the real-DNA panel 0.3 lifted foxa-humanX 0.328 -> 0.350 and hnf4-yeast 0.799 -> 0.808
-# (0.5: 0.348 / 0.798; AdamW weight decay 0.05 instead: 0.326 / 0.790, so it stays off).
+# default is 0.1): with a few hundred training positives validation loss rose from epoch 5-7 on
+# 4 of the 5 panel genomes; 0.3 lifted all five (foxa-humanX 0.328 -> 0.348, hnf4-yeast 0.799 ->
+# 0.808; 0.5: 0.348 / 0.798; AdamW weight decay 0.05 instead: 0.326 / 0.790, so it stays off;
+# benchmarks/results/2026-12-02-panel-dropout.md).
 REAL_DENSE_DEFAULTS = dict(steps=None, epochs=16.0, min_steps=3000, max_minutes=15.0, batch_size=16, bins_per_stretch=40,
                            lr=3e-3, negatives_per_positive=10.0, ema=0.998, members=2, evals=20, patience=6, jitter=10,
                            dropout=0.3)
