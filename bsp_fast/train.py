@@ -131,8 +131,7 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None, help="per process: windows (default 64) or, for dense models, stretches (default 16)")
     t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; built-in 3e-3)")
     t.add_argument("--weight-decay", type=float, default=None,
-                   help="decoupled (AdamW) weight decay of the weight matrices, not biases (default 0; the default "
-                        "model on real data: see REAL_DENSE_DEFAULTS)")
+                   help="decoupled (AdamW) weight decay of the weight matrices, not biases (default 0: plain Adam)")
     t.add_argument("--lr-schedule", choices=("cosine", "constant"), default=None,
                    help="cosine: decay to 5%% of --lr over the run's steps (default when the step count is "
                         "known); constant otherwise")

@@ -248,7 +248,7 @@ def _resolved(tiny, *extra):
 
 
 def test_real_data_recipe(tiny, tmp_path):
-    """No length flags on real data: 2 members, every bin seen 16 times (at least 3000 steps), 15 min,
+    """No length flags on real data: 2 members with dropout 0.3 (--dropout sets it), every bin seen 16 times (at least 3000 steps), 15 min,
     validation 20 times per run and by the clock, early stop after 6; a length asked for is not cut
     by the recipe's clock and does not stop early unless --patience says so."""
     cfg, sampler, model = _resolved(tiny, "--out", str(tmp_path / "a"))
