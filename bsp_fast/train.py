@@ -73,7 +73,7 @@ REAL_DEFAULTS = dict(steps=None, max_minutes=None, batch_size=64, lr=1e-3, negat
 # default is 0.1): with a few hundred training positives validation loss rose from epoch 5-7 on
 # 4 of the 5 panel genomes; 0.3 lifted all five (foxa-humanX 0.328 -> 0.348, hnf4-yeast 0.799 ->
 # 0.808; 0.5: 0.348 / 0.798; AdamW weight decay 0.05 instead: 0.326 / 0.790, so it stays off;
-# benchmarks/results/2026-12-02-panel-dropout.md).
+# benchmarks/results/2026-12-02-panel-dropout.md). Not with --init-motifs (see build_run_model).
 REAL_DENSE_DEFAULTS = dict(steps=None, epochs=16.0, min_steps=3000, max_minutes=15.0, batch_size=16, bins_per_stretch=40,
                            lr=3e-3, negatives_per_positive=10.0, ema=0.998, members=2, evals=20, patience=6, jitter=10,
                            dropout=0.3)
@@ -116,7 +116,7 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--members", type=int,
                    help="train an ensemble of this many models side by side, averaged at evaluation "
                         "(default 1; on the built-in data 2 for the default model, 5 for --model hybrid)")
-    m.add_argument("--dropout", type=float, help="drop probability (default 0.1; the default model on real data 0.3)")
+    m.add_argument("--dropout", type=float, help="drop probability (default 0.1; the default model on real data without --init-motifs 0.3)")
     m.add_argument("--init-motifs", metavar="FILE",
                    help="JASPAR or MEME file: the first filters start as these motifs (both strands), the rest "
                         "random; the filter width grows to the longest motif (cnn, hybrid, hybrid-dense)")
@@ -597,7 +597,10 @@ def build_run_model(args: Any, ckpt: dict[str, Any] | None) -> tuple[str, torch.
     if ckpt is None and model_name == DEFAULT_MODEL and "members" not in options:
         # the default run and the real-data recipe: see BUILTIN_DENSE_DEFAULTS / REAL_DENSE_DEFAULTS
         options["members"] = (BUILTIN_DENSE_DEFAULTS if args.genome is None else REAL_DENSE_DEFAULTS)["members"]
-    if ckpt is None and model_name == DEFAULT_MODEL and args.genome is not None and "dropout" not in options:
+    if (ckpt is None and model_name == DEFAULT_MODEL and args.genome is not None and not args.init_motifs
+            and "dropout" not in options):
+        # filters learnt from scratch: see REAL_DENSE_DEFAULTS; started from known motifs the model
+        # keeps its 0.1 (0.3 there moved the panel both ways and lost 0.027 on ctcf in a second seed)
         options["dropout"] = REAL_DENSE_DEFAULTS["dropout"]
     motifs = None
     if args.init_motifs and ckpt is None:
