@@ -804,15 +804,15 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """Adam; with ``weight_decay``, AdamW whose decay pulls the weight matrices (not biases, and not
-    motif filters held fixed by --freeze-motifs) towards zero."""
+    """Adam; with ``weight_decay``, AdamW whose decay pulls the weight matrices towards zero: not
+    biases, and not the first convolution when --freeze-motifs holds some of its filters fixed
+    (decoupled decay would shrink them although their gradient is zeroed)."""
     if not cfg.weight_decay:
         return torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    frozen = set()
-    if cfg.frozen_motif_filters:  # decoupled decay would shrink them although their gradient is zeroed
-        frozen = {id(m.conv.weight) for m in getattr(model, "members", [model])}
-    decay = [p for p in model.parameters() if p.dim() > 1 and id(p) not in frozen]
-    rest = [p for p in model.parameters() if not (p.dim() > 1 and id(p) not in frozen)]
+    frozen = {id(m.conv.weight) for m in getattr(model, "members", [model])} if cfg.frozen_motif_filters else set()
+    decay, rest = [], []
+    for p in model.parameters():
+        (decay if p.dim() > 1 and id(p) not in frozen else rest).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
 
