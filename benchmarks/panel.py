@@ -5,6 +5,7 @@ and an exact-PWM scan, and the real-data recipe of ``python -m bsp_fast.train`` 
     python benchmarks/panel.py run                     # train + score every member (plain and --init-motifs)
     python benchmarks/panel.py run --only ctcf-human20 --variants plain
     python benchmarks/panel.py report                  # benchmarks/results/<date>-panel.md / .json
+    python benchmarks/panel.py parts --results F.json  # each context term's worth to the oracle (no training)
 
 Each member (:data:`PANEL`) is a :class:`bsp_fast.data.semisynthetic.PanelSpec` on one real
 background (``benchmarks/panel/sources.py``: Debian / PyPI packages), cut into ~1 Mbp segments
@@ -38,7 +39,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "panel"))
 import sources  # noqa: E402
 
-from bsp_fast.data.semisynthetic import PanelSpec, cut_segments, read_panel_oracle, write_panel_genome  # noqa: E402
+from bsp_fast.data.semisynthetic import (PanelSpec, cut_segments, generate_panel_genome, oracle_ablation,  # noqa: E402
+                                        read_panel_oracle, write_panel_genome)
 
 MOTIFS = HERE / "panel" / "motifs.jaspar"
 
@@ -146,6 +148,39 @@ def train(name: str, gdir: Path, variant: str, runs: Path, max_minutes: float, e
             "command": " ".join(["python"] + cmd[1:])}
 
 
+def parts(names: list[str], cache: Path, out: Path) -> None:
+    """Each member's oracle on its test bins with one context term removed (``oracle_ablation``):
+    how much of the oracle's lead over the motif alone a model must learn from context. The genome
+    is regenerated in memory (the generator is deterministic) and checked against the stored oracle."""
+    rows = {}
+    for n in names:
+        bg, start, bp, prefix, spec = PANEL[n]
+        segs = cut_segments(sources.fetch(bg, cache), SEGMENT_BP, prefix, max_bp=bp, start=start)
+        seg_names = [s.name for s in segs]
+        test, _ = held_out(seg_names)
+        r = oracle_ablation(spec, generate_panel_genome(spec, segs, MOTIFS), MOTIFS, seg_names, test)
+        stored = baselines(genome_dir(cache, n), test)
+        if abs(r["oracle"]["auprc"] - stored["oracle"]["auprc"]) > 1e-4:
+            raise RuntimeError(f"{n}: the regenerated oracle ({r['oracle']['auprc']}) is not the stored one "
+                               f"({stored['oracle']['auprc']}): run `panel.py prepare` again")
+        r["scan"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in stored["scan"].items()}
+        rows[n] = r
+        print(f"panel: {n}: " + ", ".join(f"{k} {v['auprc']:.4f}" for k, v in r.items()), flush=True)
+    res = {"date": str(_dt.date.today()), "members": rows}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(res, indent=1) + "\n")
+    os.replace(tmp, out)
+    cols = ["oracle", "no GC", "no partner", "no blocker", "motif only", "scan"]
+    lines = ["| genome | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for n, r in rows.items():
+        lines.append(f"| {n} | " + " | ".join(f"{r[c]['auprc']:.3f}" if c in r else "-" for c in cols) + " |")
+    out.with_suffix(".md").write_text(
+        f"# What each context term is worth to the panel's oracles ({res['date']})\n\n"
+        "Command: `python benchmarks/panel.py parts`. Test-bin auPRC of the oracle with one term of the binding "
+        "process removed (labels unchanged; `-`: the genome has no such term); `motif only`: all removed "
+        "(the exact matrix's occupancy); `scan`: the best-log-odds scan.\n\n" + "\n".join(lines) + "\n")
+
+
 def machine() -> dict:
     import torch
 
@@ -194,7 +229,7 @@ def report(results: dict, md: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("prepare", "run", "report"))
+    p.add_argument("what", choices=("prepare", "run", "report", "parts"))
     p.add_argument("--only", help="comma-separated members (default: all)")
     p.add_argument("--variants", default="plain,init", help="plain and/or init (--init-motifs of the true motif)")
     p.add_argument("--cache", type=Path, default=sources.DEFAULT_CACHE)
@@ -207,6 +242,12 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in PANEL]
     if unknown:
         p.error(f"--only: unknown member(s) {unknown}; the panel has {', '.join(PANEL)}")
+    if a.what == "parts":
+        for n in names:
+            prepare(n, a.cache)
+        parts(names, a.cache, a.results)
+        print(a.results.with_suffix(".md").read_text())
+        return 0
     results = json.loads(a.results.read_text()) if a.results.exists() else {"members": {}}
     if a.what in ("prepare", "run"):
         for n in names:

@@ -56,7 +56,8 @@ import numpy as np
 from bsp_fast.data import synthetic as _synthetic
 from bsp_fast.motif_io import Motif, read_motifs
 
-__all__ = ["PanelSpec", "Segment", "cut_segments", "generate_panel_genome", "write_panel_genome", "read_panel_oracle"]
+__all__ = ["PanelSpec", "Segment", "cut_segments", "generate_panel_genome", "write_panel_genome", "read_panel_oracle",
+           "oracle_ablation"]
 
 CELL = "SEMI"
 BIN, STEP = 200, 50
@@ -431,6 +432,42 @@ def generate_panel_genome(spec: PanelSpec, background: Sequence[Segment], motif_
     result["gc_mean"] = gc_mean
     result["factor_bp"] = m
     return result
+
+
+def oracle_ablation(spec: PanelSpec, result: dict[str, Any], motif_file: str | os.PathLike,
+                    names: Sequence[str], keep: Sequence[str]) -> dict[str, dict[str, float]]:
+    """What each context term of the binding process is worth: the oracle's test metrics with it removed.
+
+    ``result`` is :func:`generate_panel_genome`'s (same ``spec``), ``names`` its segments' names in
+    order, ``keep`` the segments to score (the test segments). The labels stay those drawn with every
+    term on; only the oracle's score changes. Rows: ``oracle`` (everything, as stored), ``no GC``
+    (beta 0), ``no partner``, ``no blocker`` (each only where the spec has it) and ``motif only``
+    (all three off: the exact-matrix occupancy that a perfect PWM model without context would give).
+    The gap between ``oracle`` and ``motif only`` is what a model must learn beyond the motif.
+    """
+    variants = {"oracle": spec}
+    if spec.beta:
+        variants["no GC"] = dataclasses.replace(spec, beta=0.0)
+    if spec.partner is not None:
+        variants["no partner"] = dataclasses.replace(spec, partner=None)
+    if spec.blocker is not None:
+        variants["no blocker"] = dataclasses.replace(spec, blocker=None)
+    variants["motif only"] = dataclasses.replace(spec, beta=0.0, partner=None, blocker=None)
+    thr, gc_mean = result["thresholds"], result["gc_mean"]
+    chosen = [(n, per) for n, per in zip(names, result["segments"]) if n in set(keep)]
+    if not chosen:
+        raise ValueError(f"oracle_ablation: none of the segments {list(keep)[:5]} is in the result")
+    y = np.concatenate([per["labels"] for _, per in chosen])
+    out = {}
+    for label, sp in variants.items():
+        mot = _motifs(sp, motif_file)
+        scores = []
+        for _, per in chosen:
+            ch = _Chrom(per["codes"], sp, mot, thr, gc_mean)
+            pp, pm = ch.probabilities(sp, thr["theta"])
+            scores.append(_labels_oracle_scan(ch, pp, pm, per["centres"])[2])
+        out[label] = _metrics(y, np.concatenate(scores))
+    return out
 
 
 def _metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
