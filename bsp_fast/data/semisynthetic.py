@@ -454,7 +454,8 @@ def oracle_ablation(spec: PanelSpec, result: dict[str, Any], motif_file: str | o
         variants["no blocker"] = dataclasses.replace(spec, blocker=None)
     variants["motif only"] = dataclasses.replace(spec, beta=0.0, partner=None, blocker=None)
     thr, gc_mean = result["thresholds"], result["gc_mean"]
-    chosen = [(n, per) for n, per in zip(names, result["segments"]) if n in set(keep)]
+    wanted = set(keep)
+    chosen = [(n, per) for n, per in zip(names, result["segments"]) if n in wanted]
     if not chosen:
         raise ValueError(f"oracle_ablation: none of the segments {list(keep)[:5]} is in the result")
     y = np.concatenate([per["labels"] for _, per in chosen])
