@@ -6,11 +6,14 @@ and an exact-PWM scan, and the real-data recipe of ``python -m bsp_fast.train`` 
     python benchmarks/panel.py run --only ctcf-human20 --variants plain
     python benchmarks/panel.py report                  # benchmarks/results/<date>-panel.md / .json
     python benchmarks/panel.py parts --results F.json  # each context term's worth to the oracle (no training)
+    python benchmarks/panel.py run --fold 1 --results F1.json  # another held-out split (0-3; 0 is the panel's)
 
 Each member (:data:`PANEL`) is a :class:`bsp_fast.data.semisynthetic.PanelSpec` on one real
 background (``benchmarks/panel/sources.py``: Debian / PyPI packages), cut into ~1 Mbp segments
 named ``<prefix>_<k>``; the test segments are every fourth one (from the first), the validation
-segment the third of each eight. Training is the command a user would run::
+segment the third of each eight (``--fold K`` shifts both by K segments: the four folds test every
+segment once, for a figure less tied to which three segments are held out). Training is the command a
+user would run::
 
     python -m bsp_fast.train --genome G/genome.fa --labels G/<motif>.train.labels.tsv.gz --cell SEMI \\
         --test-chroms ... --valid-chroms ... --max-minutes 15 [--init-motifs G/factor.jaspar]
@@ -69,9 +72,16 @@ PANEL: dict[str, tuple[str, int, int, str, PanelSpec]] = {
 SEGMENT_BP = 1_000_000
 
 
-def held_out(names: list[str]) -> tuple[list[str], list[str]]:
-    test = names[0::4]
-    valid = [n for n in names[2::8] if n not in test]
+FOLDS = 4
+
+
+def held_out(names: list[str], fold: int = 0) -> tuple[list[str], list[str]]:
+    """(test, valid) segments of split ``fold`` (0 is the panel's own; 0..3 together test every segment once):
+    every fourth segment from ``fold`` is test, every eighth from ``fold + 2`` validation, the rest train."""
+    if not 0 <= fold < FOLDS:
+        raise ValueError(f"fold {fold}: expected 0..{FOLDS - 1}")
+    test = names[fold::FOLDS]
+    valid = [n for n in names[(fold + 2) % FOLDS::2 * FOLDS] if n not in test]
     return test, valid
 
 
@@ -124,13 +134,25 @@ def baselines(gdir: Path, test: list[str]) -> dict:
     return out
 
 
-def train(name: str, gdir: Path, variant: str, runs: Path, max_minutes: float, extra: list[str]) -> dict:
+def split(gdir: Path, fold: int) -> tuple[list[str], list[str]]:
+    """(test, valid) of ``fold`` for a prepared member (fold 0: the split its stats.json records)."""
+    names = [str(c) for c in np.load(gdir / "oracle.npz")["chroms"]]
+    test, valid = held_out(names, fold)
+    if fold == 0:
+        stats = json.loads((gdir / "stats.json").read_text())
+        if (test, valid) != (stats["test"], stats["valid"]):
+            raise RuntimeError(f"{gdir}: stats.json's split is not held_out's: run `panel.py prepare` again")
+    return test, valid
+
+
+def train(name: str, gdir: Path, variant: str, runs: Path, max_minutes: float, extra: list[str], fold: int = 0) -> dict:
     stats = json.loads((gdir / "stats.json").read_text())
     spec = stats["spec"]
-    out = runs / f"{name}-{variant}"
+    test, valid = split(gdir, fold)
+    out = runs / (f"{name}-{variant}" + (f"-fold{fold}" if fold else ""))
     cmd = [sys.executable, "-m", "bsp_fast.train", "--genome", str(gdir / "genome.fa"),
            "--labels", str(gdir / f"{spec['factor']}.train.labels.tsv.gz"), "--cell", "SEMI",
-           "--test-chroms", ",".join(stats["test"]), "--valid-chroms", ",".join(stats["valid"]),
+           "--test-chroms", ",".join(test), "--valid-chroms", ",".join(valid),
            "--max-minutes", f"{max_minutes:g}", "--out", str(out), "--overwrite", "--no-progress"] + extra
     if variant == "init":
         cmd += ["--init-motifs", str(gdir / "factor.jaspar")]
@@ -138,7 +160,7 @@ def train(name: str, gdir: Path, variant: str, runs: Path, max_minutes: float, e
     t0 = time.perf_counter()
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - t0
-    (runs / f"{name}-{variant}.log").write_text(r.stdout)
+    (runs / f"{out.name}.log").write_text(r.stdout)
     if r.returncode != 0:
         raise RuntimeError(f"{name} {variant}: train exited {r.returncode}:\n{r.stdout[-2000:]}")
     m = json.loads((out / "metrics.json").read_text())
@@ -221,9 +243,11 @@ def report(results: dict, md: Path) -> None:
                     f"{b['oracle']['n_pos'] + b['oracle']['n_neg']:,} ({b['oracle']['n_pos']}) | {o:.3f} | {s:.3f} | "
                     f"{c1[0]} | {c1[1]} | {c1[2]} | {plain['auroc'] if plain else float('nan'):.4f} | {c1[3]} | "
                     f"{c2[0]} | {c2[1]} | {c2[2]} | {c2[3]} |")
+    folds = sorted({r.get("fold", 0) for r in results["members"].values()})
+    split = "" if folds == [0] else f" Held-out split: fold {', '.join(map(str, folds))} (`--fold`; 0 is the panel's own)."
     text = (f"# Real-DNA panel, {results['date']}\n\nMachine: {results['machine']}\n\n"
             "Command: `python benchmarks/panel.py prepare && python benchmarks/panel.py run` "
-            "(each training command is in the JSON beside this file).\n\n" + "\n".join(rows) + "\n")
+            f"(each training command is in the JSON beside this file).{split}\n\n" + "\n".join(rows) + "\n")
     md.write_text(text)
 
 
@@ -237,6 +261,8 @@ def main(argv=None) -> int:
     p.add_argument("--results", type=Path, default=HERE / "results" / f"{_dt.date.today()}-panel.json")
     p.add_argument("--max-minutes", type=float, default=15.0)
     p.add_argument("--train-args", default="", help="extra arguments for every train command")
+    p.add_argument("--fold", type=int, default=0, choices=range(FOLDS),
+                   help="held-out split: 0 is the panel's; 1-3 rotate the test segments (each segment is test in one fold)")
     a = p.parse_args(argv)
     names = a.only.split(",") if a.only else list(PANEL)
     unknown = [n for n in names if n not in PANEL]
@@ -267,9 +293,9 @@ def main(argv=None) -> int:
                           "factor_bp": len([m for m in read_jaspar(MOTIFS) if m.id == spec.factor][0]),
                           "spec": spec.to_json(), "genome": {k: st[k] for k in ("prevalence", "bound_sites",
                                                                                "planted_factor_sites", "thresholds")},
-                          "baselines": baselines(gdir, st["test"])})
+                          "fold": a.fold, "baselines": baselines(gdir, split(gdir, a.fold)[0])})
             for v in a.variants.split(","):
-                r = train(n, gdir, v, a.runs, a.max_minutes, a.train_args.split())
+                r = train(n, gdir, v, a.runs, a.max_minutes, a.train_args.split(), a.fold)
                 b = entry["baselines"]
                 if (r["n_pos"], r["n_neg"]) != (b["oracle"]["n_pos"], b["oracle"]["n_neg"]):
                     raise RuntimeError(f"{n}: train scored {r['n_pos']}/{r['n_neg']} test bins, the oracle "
