@@ -244,10 +244,10 @@ def report(results: dict, md: Path) -> None:
                     f"{c1[0]} | {c1[1]} | {c1[2]} | {plain['auroc'] if plain else float('nan'):.4f} | {c1[3]} | "
                     f"{c2[0]} | {c2[1]} | {c2[2]} | {c2[3]} |")
     folds = sorted({r.get("fold", 0) for r in results["members"].values()})
-    split = "" if folds == [0] else f" Held-out split: fold {', '.join(map(str, folds))} (`--fold`; 0 is the panel's own)."
+    split_note = "" if folds == [0] else f" Held-out split: fold {', '.join(map(str, folds))} (`--fold`; 0 is the panel's own)."
     text = (f"# Real-DNA panel, {results['date']}\n\nMachine: {results['machine']}\n\n"
             "Command: `python benchmarks/panel.py prepare && python benchmarks/panel.py run` "
-            f"(each training command is in the JSON beside this file).{split}\n\n" + "\n".join(rows) + "\n")
+            f"(each training command is in the JSON beside this file).{split_note}\n\n" + "\n".join(rows) + "\n")
     md.write_text(text)
 
 
@@ -258,12 +258,15 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default="plain,init", help="plain and/or init (--init-motifs of the true motif)")
     p.add_argument("--cache", type=Path, default=sources.DEFAULT_CACHE)
     p.add_argument("--runs", type=Path, default=Path("runs/panel"))
-    p.add_argument("--results", type=Path, default=HERE / "results" / f"{_dt.date.today()}-panel.json")
+    p.add_argument("--results", type=Path, default=None,
+                   help="results JSON (default benchmarks/results/<date>-panel.json, -panel-fold<K>.json for --fold K)")
     p.add_argument("--max-minutes", type=float, default=15.0)
     p.add_argument("--train-args", default="", help="extra arguments for every train command")
     p.add_argument("--fold", type=int, default=0, choices=range(FOLDS),
                    help="held-out split: 0 is the panel's; 1-3 rotate the test segments (each segment is test in one fold)")
     a = p.parse_args(argv)
+    if a.results is None:  # another fold never overwrites the panel's own results
+        a.results = HERE / "results" / (f"{_dt.date.today()}-panel" + (f"-fold{a.fold}" if a.fold else "") + ".json")
     names = a.only.split(",") if a.only else list(PANEL)
     unknown = [n for n in names if n not in PANEL]
     if unknown:
