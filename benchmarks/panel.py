@@ -145,10 +145,9 @@ def split(gdir: Path, fold: int) -> tuple[list[str], list[str]]:
     return test, valid
 
 
-def train(name: str, gdir: Path, variant: str, runs: Path, max_minutes: float, extra: list[str], fold: int = 0) -> dict:
-    stats = json.loads((gdir / "stats.json").read_text())
-    spec = stats["spec"]
-    test, valid = split(gdir, fold)
+def train(name: str, gdir: Path, variant: str, runs: Path, max_minutes: float, extra: list[str],
+          test: list[str], valid: list[str], fold: int = 0) -> dict:
+    spec = json.loads((gdir / "stats.json").read_text())["spec"]
     out = runs / (f"{name}-{variant}" + (f"-fold{fold}" if fold else ""))
     cmd = [sys.executable, "-m", "bsp_fast.train", "--genome", str(gdir / "genome.fa"),
            "--labels", str(gdir / f"{spec['factor']}.train.labels.tsv.gz"), "--cell", "SEMI",
@@ -295,10 +294,11 @@ def main(argv=None) -> int:
             entry.update({"background": bg, "organism": sources.BACKGROUNDS[bg].organism, "factor": spec.factor,
                           "factor_bp": len([m for m in read_jaspar(MOTIFS) if m.id == spec.factor][0]),
                           "spec": spec.to_json(), "genome": {k: st[k] for k in ("prevalence", "bound_sites",
-                                                                               "planted_factor_sites", "thresholds")},
-                          "fold": a.fold, "baselines": baselines(gdir, split(gdir, a.fold)[0])})
+                                                                               "planted_factor_sites", "thresholds")}})
+            test, valid = split(gdir, a.fold)
+            entry.update({"fold": a.fold, "baselines": baselines(gdir, test)})
             for v in a.variants.split(","):
-                r = train(n, gdir, v, a.runs, a.max_minutes, a.train_args.split(), a.fold)
+                r = train(n, gdir, v, a.runs, a.max_minutes, a.train_args.split(), test, valid, a.fold)
                 b = entry["baselines"]
                 if (r["n_pos"], r["n_neg"]) != (b["oracle"]["n_pos"], b["oracle"]["n_neg"]):
                     raise RuntimeError(f"{n}: train scored {r['n_pos']}/{r['n_neg']} test bins, the oracle "
