@@ -112,10 +112,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "checkpoint") -> torch.nn.Module:
     """Rebuild the model of a checkpoint and load its weights (CheckpointError on mismatch)."""
-    from bsp_fast.models import build_model
+    from bsp_fast.models import model_from_config
 
     try:
-        model = build_model(**ckpt["model_config"])
+        model = model_from_config(ckpt["model_config"])
         model.load_state_dict(ckpt["model"])
     except (ValueError, RuntimeError, TypeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {path}: model does not match its config ({str(exc).splitlines()[0][:160]})") from None

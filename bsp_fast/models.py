@@ -42,7 +42,8 @@ sets, where a site anywhere makes a positive, the dense head fits.
 Options (``build_model(name, **options)``; unknown options raise ValueError): ``region``,
 ``flank``, ``hidden``, ``layers``, ``dropout``, ``filters``, ``kernel_size``, ``pool``,
 ``dense``, ``rc_conv`` (cnn, hybrid: every filter scans both strands, ReLU responses summed; default on),
-``head``, ``context``, ``rc_average``, ``members`` (an :class:`Ensemble` of that many independently initialised copies,
+``head``, ``context``, ``rc_average``, ``gc_windows`` (hybrid-dense: the GC fraction of these many bp
+around each site joins the site head's inputs; ``()`` for none), ``members`` (an :class:`Ensemble` of that many independently initialised copies,
 trained side by side and averaged at evaluation; default 1).
 """
 
@@ -55,7 +56,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["MODEL_NAMES", "DEFAULTS", "Ensemble", "build_model", "one_hot", "revcomp_codes", "window_offset", "seq_len"]
+__all__ = ["MODEL_NAMES", "DEFAULTS", "Ensemble", "build_model", "model_from_config", "gc_features", "gc_norm_from_codes", "one_hot", "revcomp_codes", "window_offset", "seq_len"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "bigru": dict(region=200, flank=100, hidden=128, layers=2, dropout=0.1, rc_average=False),
@@ -69,8 +70,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # hybrid-dense: the occupancy hybrid read over a whole stretch (every 50 bp bin of it in one
     # pass); pool 10 divides the 50 bp step, so every bin sees the same pooled grid
     "hybrid-dense": dict(region=200, flank=100, filters=32, kernel_size=19, pool=10, hidden=64, dense=64,
-                         dropout=0.1, rc_average=True, step=50),
+                         dropout=0.1, rc_average=True, step=50, gc_windows=(100, 300, 1000)),
 }
+# options added after checkpoints were written: a saved config without one had this value
+# (:func:`model_from_config`)
+_PREDATING = {"hybrid-dense": {"gc_windows": ()}}
 MODEL_NAMES = tuple(DEFAULTS)
 HEADS = ("dense", "occupancy")
 
@@ -173,6 +177,66 @@ def middle_half(flank: int, length: int) -> tuple[int, int]:
     an ENCODE-DREAM bin bound: its conservative peak covers at least half the bin)."""
     region = _region_bp(flank, length)
     return int(flank) + region // 4, int(flank) + (3 * region) // 4
+
+
+GC_CENTER, GC_SCALE = 0.5, 0.1  # gc_features' default scale, until a genome's own is set (gc_norm)
+
+
+def gc_features(gc: torch.Tensor, known: torch.Tensor, windows: tuple[int, ...], pool: int,
+                norm: torch.Tensor | None = None) -> torch.Tensor:
+    """GC context of every pooled site: [B, T = L // pool, len(windows)].
+
+    ``gc`` and ``known`` [B, L] mark the G/C bases and the known (non-N) ones (any numeric dtype; a
+    one-hot input gives ``x[:, 1] + x[:, 2]`` and ``x.sum(1)``). Site t (centred at ``t * pool + pool
+    // 2``, as the site logits are) gets, per window w, the GC fraction of the known bases in the w bp
+    ``[centre - w // 2, centre - w // 2 + w)`` clipped to the input, as ``(fraction - centre_w) /
+    scale_w`` with ``norm`` [2, len(windows)] (centres, scales; default GC_CENTER, GC_SCALE): 0
+    where no base is known. With an even pool and windows and L divisible by the
+    pool, reversing the input (or taking its reverse complement: G/C stays G/C) reverses the sites'
+    values exactly.
+    """
+    b, length = gc.shape
+    t = length // pool
+    zero = gc.new_zeros(b, 1, dtype=torch.float64)
+    # prefix sums in float64: exact counts for any stretch length
+    cg = torch.cat([zero, gc.double().cumsum(1)], 1)
+    ck = torch.cat([zero, known.double().cumsum(1)], 1)
+    centre = torch.arange(t, device=gc.device) * pool + pool // 2
+    out = []
+    for j, w in enumerate(windows):
+        mid, scale = (GC_CENTER, GC_SCALE) if norm is None else (float(norm[0, j]), float(norm[1, j]))
+        lo = (centre - w // 2).clamp(0, length)
+        hi = (centre - w // 2 + w).clamp(0, length)
+        n = ck[:, hi] - ck[:, lo]
+        frac = torch.where(n > 0, (cg[:, hi] - cg[:, lo]) / n.clamp(min=1.0), torch.full_like(n, mid))
+        out.append((frac - mid) / scale)
+    if not out:
+        return gc.new_zeros(b, t, 0, dtype=torch.float32)
+    return torch.stack(out, 2).float()
+
+
+def gc_norm_from_codes(codes: torch.Tensor, windows: tuple[int, ...], pool: int) -> torch.Tensor:
+    """[2, len(windows)] float64: the mean and standard deviation (at least 0.01) of the GC fraction
+    of each window around the pooled sites of ``codes`` [B, L], over the windows inside the rows
+    with at least half their bases known."""
+    codes = torch.as_tensor(codes)
+    gc, known = (codes == 1) | (codes == 2), codes < 4
+    b, length = codes.shape
+    cg = torch.cat([gc.new_zeros(b, 1, dtype=torch.float64), gc.double().cumsum(1)], 1)
+    ck = torch.cat([gc.new_zeros(b, 1, dtype=torch.float64), known.double().cumsum(1)], 1)
+    centre = torch.arange(length // pool, device=codes.device) * pool + pool // 2
+    out = torch.empty(2, len(windows), dtype=torch.float64)
+    for j, w in enumerate(windows):
+        c = centre[(centre - w // 2 >= 0) & (centre - w // 2 + w <= length)]
+        if c.numel() == 0:
+            raise ValueError(f"GC statistics: rows of {length} bp hold no whole {w} bp window")
+        lo, hi = c - w // 2, c - w // 2 + w
+        n = ck[:, hi] - ck[:, lo]
+        frac = ((cg[:, hi] - cg[:, lo]) / n.clamp(min=1.0))[n >= w / 2]
+        if frac.numel() < 2:
+            raise ValueError(f"GC statistics: fewer than 2 windows of {w} bp with half their bases known")
+        out[0, j], out[1, j] = frac.mean(), frac.std().clamp(min=0.01)
+    return out
 
 
 def occupancy_logit(site_logits: torch.Tensor, centres: torch.Tensor, flank: int, length: int) -> torch.Tensor:
@@ -509,6 +573,10 @@ class DenseHybridNet(_Base):
     ``pool`` divides ``step`` and ``flank``: every bin then sees the same pooled grid, and the reverse
     strand's features are the forward strand's reversed (the convolution scans both strands), so the
     strand average (``rc_average``) costs a second BiGRU and head pass but no second convolution.
+    The site head also reads each site's GC context (``gc_windows``, :func:`gc_features`): the GC
+    fraction of 100, 300 and 1000 bp around it, clipped to the stretch. On the real-DNA panel the
+    trained models under-used GC that way without it (adding the exact GC term to their logits
+    lifted their auPRC), and with it ctcf-human20 and foxa-humanX rose (README, benchmarks).
     """
 
     native_inference = True  # tests set it False on an instance to score through the reference layers
@@ -531,8 +599,18 @@ class DenseHybridNet(_Base):
         self.drop = nn.Dropout(float(config["dropout"]))
         self.gru = _make_gru(f, self.hidden, 1, 0.0)
         d = int(config["dense"])
-        self.site = nn.Sequential(nn.Linear(f + 2 * self.hidden, d), nn.ReLU(), nn.Dropout(float(config["dropout"])),
-                                  nn.Linear(d, 1))
+        self.gc_windows = tuple(config["gc_windows"])
+        if self.gc_windows and (p % 2 or any(w % 2 for w in self.gc_windows)):
+            # the reverse strand's GC inputs are the forward strand's reversed only then (gc_features)
+            raise ValueError(f"model 'hybrid-dense': gc_windows {self.gc_windows} and pool {p} must be even")
+        if self.gc_windows:
+            # the GC inputs' centre and scale per window, saved with the weights: set from the training
+            # genome (set_gc_norm) so that a 19 % or 64 % GC genome feeds the head inputs near N(0, 1)
+            self.register_buffer("gc_norm", torch.tensor([[GC_CENTER] * len(self.gc_windows),
+                                                          [GC_SCALE] * len(self.gc_windows)], dtype=torch.float64))
+        # the site head reads [pooled filters, BiGRU states, GC context]
+        self.site = nn.Sequential(nn.Linear(f + 2 * self.hidden + len(self.gc_windows), d), nn.ReLU(),
+                                  nn.Dropout(float(config["dropout"])), nn.Linear(d, 1))
         q = 0.1 / max(1, self.region // (2 * p))  # P(B) ~ 0.1 per bin at the start (see _site_head)
         with torch.no_grad():
             self.site[-1].bias.fill_(math.log(q / (1 - q)))
@@ -556,13 +634,31 @@ class DenseHybridNet(_Base):
         c = strand_conv(self.conv, x, True) if hooked else both_strands_conv(self.conv, x)
         return self.drop(self.pool(c))
 
-    def sites_from_features(self, x: torch.Tensor) -> torch.Tensor:
+    def gc_inputs(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The GC inputs [B, T, len(gc_windows)] of one-hot ``x`` [B, 4, L] (:func:`gc_features`), or None."""
+        if not self.gc_windows:
+            return None
+        return gc_features(x[:, 1] + x[:, 2], x.sum(1), self.gc_windows, self.pool_size, self.gc_norm)
+
+    def set_gc_norm(self, codes: torch.Tensor) -> None:
+        """Centre and scale the GC inputs by the GC of ``codes`` [B, L] (stretches of the training
+        genome): per window, the mean and standard deviation of its sites' GC fractions."""
+        if not self.gc_windows:
+            return
+        self.gc_norm.copy_(gc_norm_from_codes(codes, self.gc_windows, self.pool_size).to(self.gc_norm))
+
+    def sites_from_features(self, x: torch.Tensor, gc: torch.Tensor | None = None) -> torch.Tensor:
+        """Site logits [B, T] of pooled features ``x`` [B, F, T] and GC inputs ``gc`` [B, T, W] (:meth:`gc_inputs`)."""
+        if (gc is None) != (not self.gc_windows):
+            raise ValueError(f"hybrid-dense: gc_windows {self.gc_windows}, but GC inputs {'not ' if gc is None else ''}given")
         y = self.gru(x.transpose(1, 2).contiguous())[0]  # [B, T, 2H]
-        return self.site(torch.cat([x.transpose(1, 2), y], 2)).squeeze(2)  # [B, T]
+        parts = [x.transpose(1, 2), y] + ([gc] if gc is not None else [])
+        return self.site(torch.cat(parts, 2)).squeeze(2)  # [B, T]
 
     def site_logits(self, codes: torch.Tensor) -> torch.Tensor:
         """Per-site logits [B, L / pool]; site t is centred at ``t * pool + pool // 2``."""
-        return self.sites_from_features(self.features(one_hot(codes).transpose(1, 2)))
+        x = one_hot(codes).transpose(1, 2)
+        return self.sites_from_features(self.features(x), self.gc_inputs(x))
 
     def _bins(self, a: torch.Tensor, n: int) -> torch.Tensor:
         p = self.pool_size
@@ -600,35 +696,44 @@ class DenseHybridNet(_Base):
         n = self.n_bins(codes.shape[1])
         both = self.rc_average
         x = both_strands_conv_pool(self.conv, codes, self.pool_size, with_reverse=both, table=self._conv_table())
-        bins = self._bins(self._sites_inference(x), n)
+        gc = None
+        if self.gc_windows:
+            gc = gc_features((codes == 1) | (codes == 2), codes < 4, self.gc_windows, self.pool_size, self.gc_norm)
+            if both:  # the reverse strand's sites are the forward's reversed (see gc_features)
+                gc = torch.cat([gc, gc.flip(1)])
+        bins = self._bins(self._sites_inference(x, gc), n)
         if both:
             b = codes.shape[0]
             return 0.5 * (bins[:b] + bins[b:].flip(1))
         return bins
 
-    def _sites_inference(self, x: torch.Tensor) -> torch.Tensor:
+    def _sites_inference(self, x: torch.Tensor, gc: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`sites_from_features` of features ``x`` [B, T, F] (a view of a time-major buffer), without
         concatenating them to the BiGRU's output: the site head's first layer is split by its inputs."""
         y = self.gru(x)[0]  # [B, T, 2H] batch-major
         lin, out = self.site[0], self.site[-1]
-        f = x.shape[2]
-        h = torch.addmm(lin.bias, y.reshape(-1, y.shape[2]), lin.weight[:, f:].t())  # [B T, d]
+        f, h2 = x.shape[2], y.shape[2]
+        h = torch.addmm(lin.bias, y.reshape(-1, h2), lin.weight[:, f:f + h2].t())  # [B T, d]
         # the features batch-major (a small copy: F per position against d of h) to accumulate in place
         h.addmm_(x.contiguous().view(-1, f), lin.weight[:, :f].t())
+        if gc is not None:
+            h.addmm_(gc.reshape(-1, gc.shape[2]), lin.weight[:, f + h2:].t())
         return torch.addmv(out.bias, h.relu_(), out.weight[0]).view(y.shape[:2])
 
     def bin_logits_one_hot(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`bin_logits` of a one-hot (or any real-valued) input [B, 4, L]; differentiable in it."""
         n = self.n_bins(x.shape[2])
+        gc = self.gc_inputs(x.float())
         x = self.features(x.float())
         if self.rc_average and not self.training:
-            # the reverse strand's features are these reversed (exact: both-strand filters, odd
-            # width, a length divisible by the pool), so only the BiGRU and the site head run again,
-            # in one batch with the forward strand's; its bins come out in reverse order
+            # the reverse strand's features (and GC inputs) are these reversed (exact: both-strand
+            # filters, odd width, a length divisible by the pool), so only the BiGRU and the site
+            # head run again, in one batch with the forward strand's; its bins come out in reverse order
             b = x.shape[0]
-            both = self._bins(self.sites_from_features(torch.cat([x, x.flip(2)])), n)
+            gc2 = torch.cat([gc, gc.flip(1)]) if gc is not None else None
+            both = self._bins(self.sites_from_features(torch.cat([x, x.flip(2)]), gc2), n)
             return 0.5 * (both[:b] + both[b:].flip(1))
-        return self._bins(self.sites_from_features(x), n)
+        return self._bins(self.sites_from_features(x, gc), n)
 
     def logits(self, codes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - forward is overridden
         return self.bin_logits(codes)
@@ -704,6 +809,16 @@ class Ensemble(nn.Module):
         return torch.stack([o[0] for o in outs]).mean(0), torch.stack([o[1] for o in outs]).mean(0)
 
 
+def model_from_config(config: dict[str, Any]) -> nn.Module:
+    """Rebuild a model (fresh weights) from a saved ``model.config``, e.g. a checkpoint's; an option
+    that the config predates takes the value the model had before the option existed."""
+    options = dict(config)
+    name = options.pop("name")
+    for key, value in _PREDATING.get(name, {}).items():
+        options.setdefault(key, value)
+    return build_model(name, **options)
+
+
 def build_model(name: str, **options: Any) -> nn.Module:
     """Build a model by name with its defaults overridden by ``options``.
 
@@ -735,6 +850,15 @@ def build_model(name: str, **options: Any) -> nn.Module:
     for key in ("rc_conv", "center_max"):
         if key in config:
             config[key] = bool(config[key])
+    if "gc_windows" in config:
+        try:
+            windows = tuple(int(w) for w in config["gc_windows"])
+        except (TypeError, ValueError):
+            raise ValueError(f"model {name!r}: gc_windows must be a list of window sizes in bp, got "
+                             f"{config['gc_windows']!r}") from None
+        if any(w < 2 for w in windows):
+            raise ValueError(f"model {name!r}: gc_windows must be >= 2 bp each, got {windows}")
+        config["gc_windows"] = windows
     config["members"] = int(config["members"])
     if config["members"] < 1:
         raise ValueError(f"model {name!r}: members (models in the ensemble) must be >= 1, got {config['members']}")

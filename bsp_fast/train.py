@@ -581,7 +581,7 @@ def run_seed(args: Any, ckpt: dict[str, Any] | None) -> int:
 def build_run_model(args: Any, ckpt: dict[str, Any] | None) -> tuple[str, torch.nn.Module]:
     """The model's name and the model: from the flags, or the checkpoint's (with its weights) when
     resuming, where model flags given again must agree with it."""
-    from bsp_fast.models import MODEL_NAMES, build_model
+    from bsp_fast.models import MODEL_NAMES, build_model, model_from_config
 
     model_name = args.model or (ckpt["model_config"]["name"] if ckpt else DEFAULT_MODEL)
     if model_name not in MODEL_NAMES:
@@ -642,13 +642,34 @@ def build_run_model(args: Any, ckpt: dict[str, Any] | None) -> tuple[str, torch.
             raise UserError(f"--resume: checkpoint {path} holds model {saved}, "
                             f"which the model flags given now contradict ({ {k: mine[k] for k in given} })")
         saved["rc_average"] = bool(args.rc_average or saved.get("rc_average", False))
-        model = build_model(**saved)
+        model = model_from_config(saved)
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise UserError(f"--resume: checkpoint {path}: weights do not fit its model "
                             f"({_one_line(exc)[:160]})") from None
     return model_name, model
+
+
+def set_gc_norm_from_genome(model: torch.nn.Module, data: Data, seed: int, log: Callable[[str], None],
+                            reads: int = 400, length: int = 10_000) -> None:
+    """Centre and scale the GC inputs of every member with ``gc_windows`` on the training chromosomes
+    (``reads`` random ``length`` bp reads of them, placed by chromosome length)."""
+    members = [m for m in getattr(model, "members", [model]) if getattr(m, "gc_windows", ())]
+    if not members:
+        return
+    g = data.genome
+    ids = np.array([g.names.index(c) for c in data.train_chroms])
+    lengths = g.lengths[ids].astype(np.float64)
+    rng = np.random.default_rng([seed, 0x6C])
+    pick = rng.choice(ids, size=reads, p=lengths / lengths.sum())
+    starts = (rng.random(reads) * np.maximum(1, g.lengths[pick] - length)).astype(np.int64)
+    codes = torch.from_numpy(np.ascontiguousarray(g.codes(pick, starts, length)))
+    for m in members:
+        m.set_gc_norm(codes)
+    norm = members[0].gc_norm
+    log("GC inputs centred on the training chromosomes: " + ", ".join(
+        f"{w} bp {norm[0, j]:.3f} +- {norm[1, j]:.3f}" for j, w in enumerate(members[0].gc_windows)))
 
 
 def frozen_motif_filters(args: Any, ckpt: dict[str, Any] | None) -> int:
@@ -889,6 +910,8 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
 
     model_name, model = build_run_model(args, ckpt)
     data = Data(data_args(args, ckpt), log)
+    if ckpt is None:  # resuming, the checkpoint's weights hold them
+        set_gc_norm_from_genome(model, data, init_seed, log)
     cfg, sampler = resolve_config(args, ckpt, data, model, model_name, device, dist_info)
     out = cfg.out
     if dist_info.is_main:

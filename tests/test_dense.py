@@ -29,10 +29,13 @@ class ArrayGenome:
 
 
 def _conv_only(model):
-    """Zero GRU weights: the GRU's output is 0 everywhere, the model is convolution-only."""
+    """Zero GRU weights and the site head's GC inputs: the GRU's output is 0 everywhere and the GC
+    context (clipped to the stretch) unread, the model is convolution-only."""
     with torch.no_grad():
         for p in model.gru.parameters():
             p.zero_()
+        if model.gc_windows:
+            model.site[0].weight[:, -len(model.gc_windows):] = 0
     return model
 
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from bsp_fast.models import both_strands_conv, build_model, one_hot, strand_conv
-from bsp_fast.motif_init import (SITE_GAIN, init_conv_from_motifs, init_model_from_motifs,
-                                 init_site_head_from_motifs, kernel_size_for, motif_filter)
+from bsp_fast.motif_init import (FLOOR_BELOW_TYPICAL, SITE_NATS_PER_BIT, filter_gain, init_conv_from_motifs,
+                                 init_model_from_motifs, init_site_head_from_motifs, kernel_size_for, motif_filter)
 from bsp_fast.motif_io import Motif, read_jaspar
 from bsp_fast.data.synthetic import motif_path
 
@@ -35,10 +35,18 @@ def test_filter_scale_best_site_and_floor():
     response = w[consensus, a + np.arange(len(m))].sum() + b
     assert response == pytest.approx(4.0)
     typical = (m.probabilities(0.5) * lo).sum()
-    # a site scoring the floor (typical - 2 bits) responds 0: linear in the score with gain 4 / (best - floor)
+    # a site scoring the floor (typical - 4 bits) responds 0: linear in the score with gain 4 / (best - floor)
+    assert FLOOR_BELOW_TYPICAL == 4.0
+    floor = typical - FLOOR_BELOW_TYPICAL
     gain = w[consensus[0], a] / lo[0, consensus[0]]
-    assert gain * (typical - 2.0) + b == pytest.approx(0.0, abs=1e-9)
-    assert gain == pytest.approx(4.0 / (best - (typical - 2.0)))
+    assert gain * floor + b == pytest.approx(0.0, abs=1e-9)
+    assert gain == pytest.approx(4.0 / (best - floor))
+    assert filter_gain(m) == pytest.approx((floor, gain))
+    # a short, weak matrix: the floor stays at least 1 bit under its best site
+    flat = Motif("F1", "flat", np.array([[0.4, 0.2, 0.2, 0.2]] * 3))
+    f_floor, f_gain = filter_gain(flat)
+    f_best = flat.log_odds(pseudocount=0.5).max(axis=1).sum()
+    assert f_floor <= f_best - 1.0 + 1e-12 and f_gain == pytest.approx(4.0 / (f_best - f_floor))
 
 
 def test_conv_finds_the_motif_on_both_strands():
@@ -85,7 +93,7 @@ def test_model_members_kernel_and_errors():
 @pytest.mark.parametrize("name, options", [("hybrid-dense", {}), ("hybrid", {"head": "occupancy", "flank": 100})])
 def test_site_head_starts_as_a_scan(name, options):
     """Hidden unit i copies motif filter i's response; the site logit is bias + gain * response (+ the
-    other units as initialised); a model without a site head is left alone."""
+    other units as initialised), gain making it rise ln 2 per bit; a model without a site head is left alone."""
     torch.manual_seed(3)
     mot = _motifs()["GABPA"]
     model = build_model(name, filters=8, **options)
@@ -94,9 +102,10 @@ def test_site_head_starts_as_a_scan(name, options):
     first, last = model.site[0], model.site[-1]
     w = first.weight.detach().view(first.weight.shape[0], first.weight.shape[1], -1)
     assert w[0].abs().sum() == 1.0 and w[0, 0, w.shape[2] // 2] == 1.0 and first.bias[0] == 0
-    assert last.weight.view(-1)[0] == SITE_GAIN
+    slope = float(last.weight.detach().view(-1)[0]) * filter_gain(mot)[1]  # site logit per bit of motif score
+    assert slope == pytest.approx(SITE_NATS_PER_BIT, rel=1e-6) and SITE_NATS_PER_BIT == pytest.approx(np.log(2))
     assert torch.equal(last.weight.view(-1)[1:], before[1:])
-    assert not init_site_head_from_motifs(build_model("cnn"), 1)
+    assert not init_site_head_from_motifs(build_model("cnn"), [1.0])
     # at the start, a window with the consensus in its middle scores above the same window without it
     cons = "".join("ACGT"[i] for i in mot.log_odds(pseudocount=0.5).argmax(axis=1))
     rng = np.random.default_rng(0)
