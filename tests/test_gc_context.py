@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bsp_fast.checkpoint import model_from_checkpoint
-from bsp_fast.models import (GC_CENTER, GC_SCALE, build_model, gc_features, model_from_config, one_hot,
+from bsp_fast.models import (GC_CENTER, GC_SCALE, build_model, gc_features, gc_norm_from_codes, model_from_config, one_hot,
                              revcomp_codes)
 
 
@@ -142,3 +142,49 @@ def test_configs_old_and_new():
     again = model_from_config(ens.config)
     again.load_state_dict(ens.state_dict())
     assert again.members[0].gc_windows == (100, 300, 1000)
+
+
+def test_gc_norm_from_codes_matches_the_reference():
+    rng = np.random.default_rng(7)
+    codes = _codes(rng, 4, 3000, gc=0.25)
+    windows, pool = (100, 300, 1000), 10
+    got = gc_norm_from_codes(torch.from_numpy(codes), windows, pool)
+    for j, w in enumerate(windows):
+        fracs = []
+        for r in range(codes.shape[0]):
+            for t in range(3000 // pool):
+                c = t * pool + pool // 2
+                lo, hi = c - w // 2, c - w // 2 + w
+                if lo < 0 or hi > 3000:
+                    continue
+                part = codes[r, lo:hi]
+                known = part[part < 4]
+                if known.size >= w / 2:
+                    fracs.append(np.isin(known, (1, 2)).sum() / known.size)
+        assert got[0, j] == pytest.approx(np.mean(fracs), rel=1e-9)
+        assert got[1, j] == pytest.approx(np.std(fracs, ddof=1), rel=1e-9)
+    assert 0.2 < got[0, 0] < 0.3
+    with pytest.raises(ValueError, match="no whole 1000 bp window"):
+        gc_norm_from_codes(torch.from_numpy(codes[:, :900]), (1000,), 10)
+    with pytest.raises(ValueError, match="half their bases known"):
+        gc_norm_from_codes(torch.full((2, 2000), 4, dtype=torch.uint8), (100,), 10)
+
+
+def test_gc_norm_centres_the_inputs_and_travels_with_the_weights():
+    torch.manual_seed(4)
+    m = build_model("hybrid-dense").eval()
+    rng = np.random.default_rng(8)
+    train = torch.from_numpy(_codes(rng, 8, 5000, gc=0.2))
+    before = m.gc_inputs(one_hot(train.long()).transpose(1, 2))
+    assert before[..., 2].mean() < -2  # 20 % GC on the default (fraction - 0.5) / 0.1 scale
+    m.set_gc_norm(train)
+    after = m.gc_inputs(one_hot(train.long()).transpose(1, 2))
+    assert abs(float(after[:, 50:-50].mean())) < 0.2 and 0.5 < float(after[:, 50:-50, 0].std()) < 1.5
+    # native scoring reads the same centred inputs
+    with torch.no_grad():
+        native = m(train)
+        m.native_inference = False
+        torch.testing.assert_close(m(train), native, rtol=1e-4, atol=1e-4)
+    assert "gc_norm" in m.state_dict()
+    loaded = model_from_checkpoint({"model_config": m.config, "model": m.state_dict()})
+    assert torch.equal(loaded.gc_norm, m.gc_norm)

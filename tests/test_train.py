@@ -223,6 +223,16 @@ def test_dense_train_writes_everything_and_predict_scores_densely(tiny, tmp_path
     size = dict(g.chromosomes)["chr21"]
     assert len(rows) == (size - 200) // 50 + 1 and rows[1][1] == "50"
     model = model_from_checkpoint(load_checkpoint(out / "best.pt"), str(out / "best.pt"))
+    # the GC inputs were centred on the training chromosomes' GC (not the default 0.5 / 0.1)
+    from bsp_fast.models import gc_norm_from_codes
+
+    member = model.members[0]  # the real-data recipe's ensemble
+    norm = member.gc_norm
+    assert torch.equal(model.members[1].gc_norm, norm)
+    assert member.gc_windows == (100, 300, 1000) and not torch.equal(norm[0], torch.full((3,), 0.5, dtype=norm.dtype))
+    train_gc = [float(gc_norm_from_codes(torch.from_numpy(g.codes(c, [0], 100_000)), (1000,), 10)[0, 0])
+                for c in m["config"]["train_chroms"]]
+    assert min(train_gc) - 0.02 < float(norm[0, 2]) < max(train_gc) + 0.02 and 0.01 <= float(norm[1, 2]) < 0.2
     want = 1 / (1 + np.exp(-score_grid(model, g, g.chrom_id("chr21"), 0, len(rows)).astype(np.float64)))
     np.testing.assert_allclose(np.array([float(r[3]) for r in rows]), want, rtol=1e-4, atol=1e-6)
     # a dense model scores its own grid only
