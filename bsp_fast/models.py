@@ -188,10 +188,11 @@ def gc_features(gc: torch.Tensor, known: torch.Tensor, windows: tuple[int, ...],
 
     ``gc`` and ``known`` [B, L] mark the G/C bases and the known (non-N) ones (any numeric dtype; a
     one-hot input gives ``x[:, 1] + x[:, 2]`` and ``x.sum(1)``). Site t (centred at ``t * pool + pool
-    // 2``, as the site logits are) gets, per window w, the GC fraction of the known bases in the w bp
-    ``[centre - w // 2, centre - w // 2 + w)`` clipped to the input, as ``(fraction - centre_w) /
-    scale_w`` with ``norm`` [2, len(windows)] (centres, scales; default GC_CENTER, GC_SCALE): 0
-    where no base is known. With an even pool and windows and L divisible by the
+    // 2``, as the site logits are) gets, per window w, the GC fraction of the w bp ``[centre - w // 2,
+    centre - w // 2 + w)`` clipped to the input, an unknown base (N) counting as ``centre_w`` GC, as
+    ``(fraction - centre_w) / scale_w`` with ``norm`` [2, len(windows)] (centres, scales; default
+    GC_CENTER, GC_SCALE). Affine in a one-hot input (an all-zero baseline reads as centre_w), so
+    gradients and path attributions (integrated gradients' completeness) see no kink. With an even pool and windows and L divisible by the
     pool, reversing the input (or taking its reverse complement: G/C stays G/C) reverses the sites'
     values exactly.
     """
@@ -207,8 +208,8 @@ def gc_features(gc: torch.Tensor, known: torch.Tensor, windows: tuple[int, ...],
         mid, scale = (GC_CENTER, GC_SCALE) if norm is None else (float(norm[0, j]), float(norm[1, j]))
         lo = (centre - w // 2).clamp(0, length)
         hi = (centre - w // 2 + w).clamp(0, length)
-        n = ck[:, hi] - ck[:, lo]
-        frac = torch.where(n > 0, (cg[:, hi] - cg[:, lo]) / n.clamp(min=1.0), torch.full_like(n, mid))
+        size = (hi - lo).to(torch.float64)  # >= 1: the centre is inside the input
+        frac = (cg[:, hi] - cg[:, lo] + mid * (size - (ck[:, hi] - ck[:, lo]))) / size
         out.append((frac - mid) / scale)
     if not out:
         return gc.new_zeros(b, t, 0, dtype=torch.float32)

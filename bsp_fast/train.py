@@ -910,9 +910,9 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
 
     model_name, model = build_run_model(args, ckpt)
     data = Data(data_args(args, ckpt), log)
+    cfg, sampler = resolve_config(args, ckpt, data, model, model_name, device, dist_info)
     if ckpt is None:  # resuming, the checkpoint's weights hold them
         set_gc_norm_from_genome(model, data, init_seed, log)
-    cfg, sampler = resolve_config(args, ckpt, data, model, model_name, device, dist_info)
     out = cfg.out
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from bsp_fast.models import (GC_CENTER, GC_SCALE, build_model, gc_features, gc_n
 
 
 def gc_reference(codes: np.ndarray, windows: tuple[int, ...], pool: int) -> np.ndarray:
-    """Site by site: the G/C share of the known bases in [centre - w // 2, centre - w // 2 + w)."""
+    """Site by site: the G/C share of [centre - w // 2, centre - w // 2 + w), an N counting as GC_CENTER."""
     b, length = codes.shape
     t = length // pool
     out = np.zeros((b, t, len(windows)))
@@ -22,8 +22,7 @@ def gc_reference(codes: np.ndarray, windows: tuple[int, ...], pool: int) -> np.n
             centre = i * pool + pool // 2
             for j, w in enumerate(windows):
                 part = codes[r, max(0, centre - w // 2):max(0, min(length, centre - w // 2 + w))]
-                known = part[part < 4]
-                frac = np.isin(known, (1, 2)).mean() if known.size else GC_CENTER
+                frac = (np.isin(part, (1, 2)).sum() + GC_CENTER * (part == 4).sum()) / part.size
                 out[r, i, j] = (frac - GC_CENTER) / GC_SCALE
     return out
 
