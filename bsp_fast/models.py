@@ -192,28 +192,28 @@ def gc_features(gc: torch.Tensor, known: torch.Tensor, windows: tuple[int, ...],
     centre - w // 2 + w)`` clipped to the input, an unknown base (N) counting as ``centre_w`` GC, as
     ``(fraction - centre_w) / scale_w`` with ``norm`` [2, len(windows)] (centres, scales; default
     GC_CENTER, GC_SCALE). Affine in a one-hot input (an all-zero baseline reads as centre_w), so
-    gradients and path attributions (integrated gradients' completeness) see no kink. With an even pool and windows and L divisible by the
-    pool, reversing the input (or taking its reverse complement: G/C stays G/C) reverses the sites'
-    values exactly.
+    gradients and path attributions (integrated gradients' completeness) see no kink. With an even
+    pool and windows and L divisible by the pool, reversing the input (or taking its reverse
+    complement: G/C stays G/C) reverses the sites' values exactly.
     """
-    b, length = gc.shape
-    t = length // pool
-    zero = gc.new_zeros(b, 1, dtype=torch.float64)
-    # prefix sums in float64: exact counts for any stretch length
-    cg = torch.cat([zero, gc.double().cumsum(1)], 1)
-    ck = torch.cat([zero, known.double().cumsum(1)], 1)
-    centre = torch.arange(t, device=gc.device) * pool + pool // 2
-    out = []
-    for j, w in enumerate(windows):
-        mid, scale = (GC_CENTER, GC_SCALE) if norm is None else (float(norm[0, j]), float(norm[1, j]))
-        lo = (centre - w // 2).clamp(0, length)
-        hi = (centre - w // 2 + w).clamp(0, length)
-        size = (hi - lo).to(torch.float64)  # >= 1: the centre is inside the input
-        frac = (cg[:, hi] - cg[:, lo] + mid * (size - (ck[:, hi] - ck[:, lo]))) / size
-        out.append((frac - mid) / scale)
-    if not out:
-        return gc.new_zeros(b, t, 0, dtype=torch.float32)
-    return torch.stack(out, 2).float()
+    cg, ck = _prefix_sums(gc), _prefix_sums(known)
+    length = gc.shape[1]
+    w = torch.tensor(windows, dtype=torch.long, device=gc.device)[:, None]  # [W, 1]
+    start = (torch.arange(length // pool, device=gc.device) * pool + pool // 2)[None] - w // 2  # [W, T]
+    lo, hi = start.clamp(0, length), (start + w).clamp(0, length)
+    size = (hi - lo).to(torch.float64)  # >= 1: the centre is inside the input
+    if norm is None:
+        norm = torch.tensor([[GC_CENTER], [GC_SCALE]], dtype=torch.float64).expand(2, len(windows))
+    mid, scale = norm.to(device=gc.device, dtype=torch.float64)[:, :, None]  # [W, 1] each
+    # (fraction - mid) with an N counting as mid GC: (gc - mid * known) / size; one gather per input,
+    # every window at once, and no host sync for the norm on an accelerator
+    z = (cg[:, hi] - cg[:, lo] - mid * (ck[:, hi] - ck[:, lo])) / (size * scale)  # [B, W, T]
+    return z.transpose(1, 2).float()
+
+
+def _prefix_sums(marks: torch.Tensor) -> torch.Tensor:
+    """[B, L + 1] float64 running counts of ``marks`` [B, L] (exact for any stretch length)."""
+    return nn.functional.pad(marks.double().cumsum(1), (1, 0))
 
 
 def gc_norm_from_codes(codes: torch.Tensor, windows: tuple[int, ...], pool: int) -> torch.Tensor:
@@ -222,9 +222,8 @@ def gc_norm_from_codes(codes: torch.Tensor, windows: tuple[int, ...], pool: int)
     with at least half their bases known."""
     codes = torch.as_tensor(codes)
     gc, known = (codes == 1) | (codes == 2), codes < 4
-    b, length = codes.shape
-    cg = torch.cat([gc.new_zeros(b, 1, dtype=torch.float64), gc.double().cumsum(1)], 1)
-    ck = torch.cat([gc.new_zeros(b, 1, dtype=torch.float64), known.double().cumsum(1)], 1)
+    length = codes.shape[1]
+    cg, ck = _prefix_sums(gc), _prefix_sums(known)
     centre = torch.arange(length // pool, device=codes.device) * pool + pool // 2
     out = torch.empty(2, len(windows), dtype=torch.float64)
     for j, w in enumerate(windows):

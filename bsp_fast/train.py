@@ -665,9 +665,10 @@ def set_gc_norm_from_genome(model: torch.nn.Module, data: Data, seed: int, log: 
     pick = rng.choice(ids, size=reads, p=lengths / lengths.sum())
     starts = (rng.random(reads) * np.maximum(1, g.lengths[pick] - length)).astype(np.int64)
     codes = torch.from_numpy(np.ascontiguousarray(g.codes(pick, starts, length)))
-    for m in members:
-        m.set_gc_norm(codes)
+    members[0].set_gc_norm(codes)
     norm = members[0].gc_norm
+    for m in members[1:]:  # an ensemble's members share one config: the same statistics
+        m.gc_norm.copy_(norm)
     log("GC inputs centred on the training chromosomes: " + ", ".join(
         f"{w} bp {norm[0, j]:.3f} +- {norm[1, j]:.3f}" for j, w in enumerate(members[0].gc_windows)))
 
