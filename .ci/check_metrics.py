@@ -22,4 +22,4 @@ if not isinstance(oracle, (int, float)) or not math.isfinite(oracle) or not 0 < 
 if m["auprc"] < FLOOR * oracle:
     sys.exit(f"ci: {runs[-1]}: auprc {m['auprc']:.4f} is under {FLOOR} x the oracle's {oracle:.4f}: the default run did not learn")
 print(f"ci: {runs[-1]}: auroc {m['auroc']:.4f}, auprc {m['auprc']:.4f} "
-      f"(oracle {m.get('oracle_auprc', float('nan')):.4f}), train {m.get('train_sequences_per_second', 0):,.0f} seq/s")
+      f"(oracle {oracle:.4f}), train {m.get('train_sequences_per_second', 0):,.0f} seq/s")

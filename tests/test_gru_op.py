@@ -300,7 +300,7 @@ def test_interleaved_with_torch_ops_two_threads_no_hang(tmp_path):
 
     Not bitwise across iterations: the loss also goes through torch's own GEMMs and sums, whose
     results MKL does not promise to repeat bit for bit (the fused kernel's own determinism is
-    test_deterministic_across_thread_counts'). Every iteration's deviation is printed on failure."""
+    test_results_do_not_depend_on_thread_count's). Every iteration's deviation is printed on failure."""
     code = textwrap.dedent(
         """
         import torch
