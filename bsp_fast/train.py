@@ -135,9 +135,11 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; built-in 3e-3)")
     t.add_argument("--weight-decay", type=float, default=None,
                    help="decoupled (AdamW) weight decay of the weight matrices, not biases (default 0: plain Adam)")
-    t.add_argument("--lr-schedule", choices=("cosine", "constant"), default=None,
+    t.add_argument("--lr-schedule", choices=("cosine", "constant", "plateau"), default=None,
                    help="cosine: decay to 5%% of --lr over the run's steps (default when the step count is "
-                        "known); constant otherwise")
+                        "known); constant otherwise; plateau: constant until validation stops improving "
+                        f"({PLATEAU_EVALS} validations without a new best, or {PLATEAU_LATE:.0%} of the steps or "
+                        "the time budget), then the cosine decay over a third of the steps so far, then stop")
     t.add_argument("--ema", type=float, default=None,
                    help="decay of an exponential moving average of the weights, which is what is validated, "
                         "saved in best.pt and tested (default 0.999; 0 = off)")
@@ -465,6 +467,28 @@ def _write_history(path: Path, rec: dict[str, Any], dist_info: D.DistInfo) -> No
 # ---- the run's settings -----------------------------------------------------------------------
 
 
+# the plateau schedule: decay once this many validations in a row bring no new best, or once this
+# share of the steps or of the time budget is gone
+PLATEAU_EVALS = 3
+PLATEAU_LATE = 0.8
+
+
+@dataclass(frozen=True)
+class PlateauDecay:
+    """Where the plateau schedule's decay started (step, training seconds) and how many steps it lasts."""
+
+    start_step: int
+    start_s: float
+    steps: int
+
+    def to_json(self) -> list:
+        return [self.start_step, self.start_s, self.steps]
+
+    @classmethod
+    def from_json(cls, v: list | None) -> "PlateauDecay | None":
+        return None if v is None else cls(int(v[0]), float(v[1]), int(v[2]))
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Every resolved setting of a run (flags, else the checkpoint's when resuming, else the defaults
@@ -509,20 +533,47 @@ class RunConfig:
     resumed: bool
     show_progress: bool  # main rank and not --no-progress
 
-    def lr_at(self, k: int, elapsed_s: float | None = None) -> float:
+    def lr_at(self, k: int, elapsed_s: float | None = None, decay: "PlateauDecay | None" = None) -> float:
         """Learning rate of step ``k`` (0-based): cosine decay to 5 % of ``lr`` over ``total_steps``.
 
         With a time budget too (``max_minutes``), the decay follows whichever runs out first, steps or
         time (``elapsed_s``): a run cut by the clock on a slow machine still ends at the low rate
-        instead of mid-schedule.
+        instead of mid-schedule. ``plateau``: ``lr`` until ``decay`` (set by the loop when validation
+        stops improving) has started, then the same cosine over :meth:`decay_fraction`.
         """
-        if self.lr_schedule != "cosine" or not self.total_steps:
+        if self.lr_schedule == "plateau":
+            frac = 0.0 if decay is None else self.decay_fraction(k, elapsed_s, decay)
+        elif self.lr_schedule != "cosine" or not self.total_steps:
             return self.lr
-        frac = k / max(self.total_steps, 1)
-        if self.max_minutes and elapsed_s is not None:
-            frac = max(frac, elapsed_s / (self.max_minutes * 60))
+        else:
+            frac = k / max(self.total_steps, 1)
+            if self.max_minutes and elapsed_s is not None:
+                frac = max(frac, elapsed_s / (self.max_minutes * 60))
         frac = min(1.0, frac)
         return self.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+    def decay_fraction(self, k: int, elapsed_s: float | None, decay: "PlateauDecay") -> float:
+        """How far the plateau schedule's decay has come at step ``k``: by steps, or by the time left
+        at its start where the clock would end the run sooner (1.0: done, the run stops)."""
+        frac = (k - decay.start_step) / max(decay.steps, 1)
+        if self.max_minutes and elapsed_s is not None:
+            left = self.max_minutes * 60 - decay.start_s
+            frac = max(frac, (elapsed_s - decay.start_s) / left if left > 0 else 1.0)
+        return max(0.0, frac)
+
+    def plateau_decay(self, step: int, elapsed_s: float, plateaued: bool) -> "PlateauDecay | None":
+        """The plateau schedule's decay, if it starts at ``step``: validation has stopped improving
+        (``plateaued``: ``PLATEAU_EVALS`` validations in a row without a new best), or
+        ``PLATEAU_LATE`` of the steps or of the time budget is gone. It lasts a third of the steps
+        so far, cut to the steps left."""
+        late = bool(self.total_steps and step >= PLATEAU_LATE * self.total_steps) or bool(
+            self.max_minutes and elapsed_s >= PLATEAU_LATE * self.max_minutes * 60)
+        if self.lr_schedule != "plateau" or not (late or plateaued):
+            return None
+        steps = max(1, step // 3)
+        if self.total_steps:
+            steps = max(1, min(steps, self.total_steps - step))
+        return PlateauDecay(step, float(elapsed_s), steps)
 
     def to_json(self) -> dict[str, Any]:
         """The ``config`` of checkpoints and metrics.json (keys, order and values are a file format)."""
@@ -793,7 +844,8 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
         patience = int(args.patience) or None
     elif ckpt is not None:
         patience = prev.get("patience", patience)
-    schedule = args.lr_schedule or prev.get("lr_schedule") or ("cosine" if total_steps else "constant")
+    schedule = (args.lr_schedule or prev.get("lr_schedule") or defaults.get("lr_schedule")
+                or ("cosine" if total_steps else "constant"))
     if args.eval_every:
         eval_every = int(args.eval_every)
     elif ckpt is not None and "eval_every" in prev:
@@ -858,6 +910,7 @@ class Checkpointer:
         self.path = cfg.out / "checkpoint.pt"
         self.best_path = cfg.out / "best.pt"
         self.evals_since_best = 0  # the early stop's count, kept across resumes
+        self.decay: PlateauDecay | None = None  # the plateau schedule's decay once started, kept across resumes
 
     def payload(self, rng_all: list | None, sampler_state: dict[str, Any], *, step: int, epoch: int,
                 train_seconds: float, best: float | None) -> dict[str, Any]:
@@ -869,7 +922,8 @@ class Checkpointer:
             "optimizer": self.optimizer.state_dict(), "sampler": sampler_state, "rng": capture_rng(),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "rng_per_rank": rng_all, "step": step, "epoch": epoch, "train_seconds": train_seconds,
-            "best_valid_auprc": best, "evals_since_best": self.evals_since_best, "config": self.config, "data": self.data.paths, "bin_size": self.data.bin_size,
+            "best_valid_auprc": best, "evals_since_best": self.evals_since_best,
+            "lr_decay": None if self.decay is None else self.decay.to_json(), "config": self.config, "data": self.data.paths, "bin_size": self.data.bin_size,
             "window_offset": self.window_offset, "time": time.time(),
         }
 
@@ -939,7 +993,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    step, train_seconds, best, evals_since_best = 0, 0.0, None, 0
+    step, train_seconds, best, evals_since_best, decay = 0, 0.0, None, 0, None
     if ckpt is not None:
         try:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -954,6 +1008,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         train_seconds = float(ckpt.get("train_seconds", 0.0))
         best = ckpt.get("best_valid_auprc")
         evals_since_best = int(ckpt.get("evals_since_best", 0))
+        decay = PlateauDecay.from_json(ckpt.get("lr_decay"))
         rngs = ckpt.get("rng_per_rank") or [ckpt.get("rng")]
         if rngs and len(rngs) == dist_info.world_size and rngs[dist_info.rank] is not None:
             restore_rng(rngs[dist_info.rank])
@@ -970,6 +1025,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
 
     checkpointer = Checkpointer(model, optimizer, ema, cfg.to_json(), data, cfg, dist_info)
     checkpointer.evals_since_best = evals_since_best
+    checkpointer.decay = decay
     valid_set = EvalSet(data, data.valid_chroms, cfg.valid_max_bins, cfg.seed) if data.valid_chroms else None
     log(f"model {model_name} ({sum(p.numel() for p in model.parameters()):,} parameters, {cfg.window_length} bp "
         + (f"stretches of {cfg.bins_per_stretch} bins, bound bins weighted {cfg.positive_weight:.1f}), " if cfg.dense
@@ -1004,7 +1060,7 @@ class LoopResult:
     best: float | None  # best validation auPRC so far
     stats: dict[str, float]  # this session: samples, labelled bins, seconds in steps
     data_wait_seconds: float  # this session: the loop's wait for batches
-    stop_reason: str  # "steps" or "time"
+    stop_reason: str  # "steps", "time", "early stop" or "schedule" (the plateau decay done)
     interrupted: bool = False  # Ctrl-C: checkpoint saved, no final evaluation
     failed: bool = False  # non-finite loss: stopped without saving
 
@@ -1115,7 +1171,7 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
                                     + ("" if (out / "checkpoint.pt").exists() else " (none written yet)")
                                     + "; try a lower --lr or --clip")
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr_at(step, elapsed_all)
+                group["lr"] = cfg.lr_at(step, elapsed_all, checkpointer.decay)
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
@@ -1138,12 +1194,13 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
                     bar.set_postfix(loss=f"{run_loss / max(run_n, 1):.4f}", seq_s=f"{sps:,.0f}", refresh=False)
                 _write_history(history_path, {"kind": "train", "step": step, "epoch": batch.epoch,
                                               "loss": run_loss / max(run_n, 1), "seq_per_s": sps,
-                                              "lr": cfg.lr_at(step - 1), "elapsed_s": elapsed()}, dist_info)
+                                              "lr": cfg.lr_at(step - 1, None, checkpointer.decay), "elapsed_s": elapsed()}, dist_info)
                 run_loss, run_n = 0.0, 0
             if flags[4] > 0:
                 raise KeyboardInterrupt
-            finished = (total_steps is not None and step >= total_steps) or flags[1] > 0
-            early = False
+            decayed = checkpointer.decay is not None and cfg.decay_fraction(step, elapsed_all, checkpointer.decay) >= 1.0
+            finished = (total_steps is not None and step >= total_steps) or flags[1] > 0 or decayed
+            early = plateaued = False
             if valid_set is not None and flags[2] > 0 and not finished:
                 new_best = _validate(scored, data, valid_set, device, cfg, dist_info, autocast, step, batch.epoch, best,
                                      train_seconds, checkpointer, log)
@@ -1151,14 +1208,27 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
                 best = new_best
                 # the main rank's count decides (it alone scores); every rank learns it here
                 stop = 1.0 if (main_rank and cfg.patience and checkpointer.evals_since_best >= cfg.patience) else 0.0
-                early = D.all_reduce_sum([stop], dist_info, torch.device("cpu"))[0] > 0
+                flat = 1.0 if (main_rank and checkpointer.evals_since_best >= PLATEAU_EVALS) else 0.0
+                votes = D.all_reduce_sum([stop, flat], dist_info, torch.device("cpu"))
+                early, plateaued = votes[0] > 0, votes[1] > 0
                 t_last_eval = time.perf_counter()
                 last_eval_step = step
                 t_window, samples_window = time.perf_counter(), 0
+            if checkpointer.decay is None and not finished and not early:
+                checkpointer.decay = cfg.plateau_decay(step, elapsed_all, plateaued)
+                if checkpointer.decay is not None:
+                    # the decay gets its validations before the early stop may end the run
+                    checkpointer.evals_since_best = 0
+                    log(f"learning rate decays from step {step} over {checkpointer.decay.steps} steps "
+                        + ("(validation stopped improving)" if plateaued else "(late in the run)"))
             if (flags[2] > 0 or flags[3] > 0) and not finished:
                 train_seconds = elapsed()
                 save_checkpoint()
                 t_last_ckpt = time.perf_counter()
+            if decayed and flags[1] == 0 and not (total_steps is not None and step >= total_steps):
+                stop_reason = "schedule"
+                log(f"learning rate decay done at step {step}")
+                break
             if flags[1] > 0:
                 stop_reason = "time"
                 log(f"time budget of {max_minutes} min reached at step {step}")

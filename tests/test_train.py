@@ -317,3 +317,51 @@ def test_weight_decay_groups_and_errors(tiny, tmp_path, capsys):
     torch.testing.assert_close(lin.bias.detach(), b0, rtol=0, atol=0)
     assert train.main(data_args(tiny, "--weight-decay", "-1", "--out", str(tmp_path / "x"))) == 2
     assert "--weight-decay" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_plateau_schedule_rates(tiny, tmp_path):
+    """--lr-schedule plateau: the full rate until the decay starts (validation flat PLATEAU_EVALS
+    times, or PLATEAU_LATE of the steps or clock gone), then the cosine to 5 % over a third of the
+    steps so far (cut to the steps left), by steps or by the time left, whichever ends sooner."""
+    cfg, _, _ = _resolved(tiny, *dense_model(), "--steps", "1000", "--lr", "0.01", "--lr-schedule", "plateau",
+                          "--max-minutes", "10", "--out", str(tmp_path / "a"))
+    assert cfg.lr_schedule == "plateau" and cfg.to_json()["lr_schedule"] == "plateau"
+    assert all(cfg.lr_at(k, 1.0) == 0.01 for k in (0, 500, 999))
+    assert cfg.plateau_decay(300, 60.0, plateaued=False) is None
+    d = cfg.plateau_decay(300, 60.0, plateaued=True)
+    assert (d.start_step, d.start_s, d.steps) == (300, 60.0, 100)
+    assert train.PlateauDecay.from_json(d.to_json()) == d
+    cosine = lambda f: 0.01 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * f)))  # noqa: E731
+    for k, f in ((300, 0.0), (325, 0.25), (350, 0.5), (400, 1.0), (450, 1.0)):
+        assert cfg.lr_at(k, 60.0, d) == pytest.approx(cosine(f)), k
+    # the clock: 540 s left at the start, so 270 s later the decay is half done whatever the step
+    assert cfg.decay_fraction(301, 60.0 + 270.0, d) == pytest.approx(0.5)
+    late = cfg.plateau_decay(800, 60.0, plateaued=False)  # 80 % of the steps
+    assert (late.start_step, late.steps) == (800, 200)
+    late = cfg.plateau_decay(900, 60.0, plateaued=True)  # a third of 900 is more than the 100 left
+    assert late.steps == 100
+    assert cfg.plateau_decay(10, 0.8 * 600, plateaued=False).start_s == 480.0  # 80 % of the clock
+    cosine_cfg, _, _ = _resolved(tiny, *dense_model(), "--steps", "1000", "--out", str(tmp_path / "b"))
+    assert cosine_cfg.plateau_decay(900, 60.0, plateaued=True) is None  # only the plateau schedule decays so
+
+
+def test_plateau_schedule_run(tiny, tmp_path, capsys):
+    """With a learning rate too small to change anything, validation is flat from the first one: the
+    decay starts three validations later (step 12), lasts 12 // 3 steps and ends the run at step 16,
+    recorded as stopped by the schedule, the decay kept in the checkpoint for a resume."""
+    out = tmp_path / "plateau"
+    assert train.main(data_args(tiny, *dense_model(), "--steps", "60", "--eval-every", "3", "--lr-schedule", "plateau",
+                                "--lr", "1e-12", "--ema", "0", "--out", str(out))) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["stopped_by"] == "schedule" and m["steps"] == 16
+    err = capsys.readouterr().err
+    assert "learning rate decays from step 12 over 4 steps (validation stopped improving)" in err
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (out / "history.jsonl").read_text().splitlines())
+           if r["kind"] == "train"}
+    # the rate each step ran at, over the rate asked for: full to step 12, then 12 + 1 .. 12 + 4 at
+    # 0, 1/4, 1/2, 3/4 of the cosine
+    ratio = {s: lrs[s] / 1e-12 for s in lrs}
+    assert all(ratio[s] == 1.0 for s in ratio if s <= 13)
+    cosine = lambda f: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * f))  # noqa: E731
+    assert [round(ratio[s], 6) for s in (14, 15, 16)] == [round(cosine(f), 6) for f in (0.25, 0.5, 0.75)]
+    assert load_checkpoint(out / "checkpoint.pt")["lr_decay"][0::2] == [12, 4]
