@@ -74,10 +74,10 @@ REAL_DEFAULTS = dict(steps=None, max_minutes=None, batch_size=64, lr=1e-3, negat
 # 4 of the 5 panel genomes; 0.3 lifted all five (foxa-humanX 0.328 -> 0.348, hnf4-yeast 0.799 ->
 # 0.808; 0.5: 0.348 / 0.798; AdamW weight decay 0.05 instead: 0.326 / 0.790, so it stays off;
 # benchmarks/results/2026-12-02-panel-dropout.md). Not with --init-motifs (see build_run_model).
-# 32 epochs, not 16: on rest-pfalciparum (look-alikes that never bind) validation was still rising at
-# 16 (test auPRC 0.402 on 2026-12-04; 32 epochs: 0.660, early stop at 8,704 steps), while the genomes that
-# peak sooner stop early either way (benchmarks/results/2026-12-04-panel-epochs.md).
-REAL_DENSE_DEFAULTS = dict(steps=None, epochs=32.0, min_steps=3000, max_minutes=15.0, batch_size=16, bins_per_stretch=40,
+# 16 epochs: 32 rescued rest-pfalciparum plain (0.402 -> 0.660 in one pair of runs; 16 gave 0.639 and
+# 0.649 before) but sank foxa-humanX (0.377 -> 0.338) and max-bjaponicum (0.555 -> 0.539), and the
+# plateau schedule did no better (benchmarks/results/2026-12-06-panel-32epochs.md, -panel-plateau.md).
+REAL_DENSE_DEFAULTS = dict(steps=None, epochs=16.0, min_steps=3000, max_minutes=15.0, batch_size=16, bins_per_stretch=40,
                            lr=3e-3, negatives_per_positive=10.0, ema=0.998, members=2, evals=20, patience=6, jitter=10,
                            dropout=0.3)
 

@@ -258,12 +258,12 @@ def _resolved(tiny, *extra):
 
 
 def test_real_data_recipe(tiny, tmp_path):
-    """No length flags on real data: 2 members with dropout 0.3 (--dropout sets it), every bin seen 32 times (at least 3000 steps), 15 min,
+    """No length flags on real data: 2 members with dropout 0.3 (--dropout sets it), every bin seen 16 times (at least 3000 steps), 15 min,
     validation 20 times per run and by the clock, early stop after 6; a length asked for is not cut
     by the recipe's clock and does not stop early unless --patience says so."""
     cfg, sampler, model = _resolved(tiny, "--out", str(tmp_path / "a"))
     assert model.config["members"] == 2 and cfg.dense and model.config["dropout"] == 0.3
-    assert cfg.total_steps == max(3000, math.ceil(32 * len(sampler)))
+    assert cfg.total_steps == max(3000, math.ceil(16 * len(sampler)))
     assert sampler.jitter == 10 and cfg.jitter == 10
     assert cfg.max_minutes == 15.0 and cfg.patience == 6
     assert cfg.eval_every == max(1, cfg.total_steps // 20) and cfg.eval_every_s == 15.0 * 60 / 20
