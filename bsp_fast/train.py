@@ -160,6 +160,10 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--patience", type=int, default=None,
                    help="stop after N validations in a row without a new best (default 6 for the real-data "
                         "recipe, none otherwise; 0 = never)")
+    t.add_argument("--extend", type=int, default=None,
+                   help="cosine runs: up to N more cycles of the same length, the rate restarted, while validation "
+                        f"is still rising at the end of one (its best up {EXTEND_RISE:.0%} over the last 3 validations, "
+                        f"{EXTEND_TIME_LEFT:.0%} of --max-minutes left; default 1 for the real-data recipe, 0 otherwise)")
     t.add_argument("--valid-max-bins", type=int, default=200_000,
                    help="validate on a fixed uniform subset of at most N bins (prevalence kept; 0 = all)")
     t.add_argument("--checkpoint-minutes", type=float, default=5.0, help="also checkpoint every N minutes")
@@ -471,11 +475,16 @@ def _write_history(path: Path, rec: dict[str, Any], dist_info: D.DistInfo) -> No
 # share of the steps or of the time budget is gone
 PLATEAU_EVALS = 3
 PLATEAU_LATE = 0.8
+# --extend: another cosine cycle only while validation still rises this much (its best over the last
+# 3 validations, relative), and with at least this share of the time budget left
+EXTEND_RISE = 0.05
+EXTEND_TIME_LEFT = 0.25
 
 
 @dataclass(frozen=True)
-class PlateauDecay:
-    """Where the plateau schedule's decay started (step, training seconds) and how many steps it lasts."""
+class LrDecay:
+    """A decay of the learning rate that the loop started: where (step, training seconds) and how many
+    steps it lasts. The plateau schedule's decay, or a cosine cycle added by ``--extend``."""
 
     start_step: int
     start_s: float
@@ -485,7 +494,7 @@ class PlateauDecay:
         return [self.start_step, self.start_s, self.steps]
 
     @classmethod
-    def from_json(cls, v: list | None) -> "PlateauDecay | None":
+    def from_json(cls, v: list | None) -> "LrDecay | None":
         return None if v is None else cls(int(v[0]), float(v[1]), int(v[2]))
 
 
@@ -510,6 +519,7 @@ class RunConfig:
     ema: float  # 0: off
     frozen_motif_filters: int  # first filters kept as --init-motifs set them (0: none)
     patience: int | None  # stop after this many validations in a row without a new best (None: never)
+    extend: int  # cosine cycles that may be added while validation still rises at the end of one (0: none)
     seed: int
     device: str
     world_size: int
@@ -533,18 +543,21 @@ class RunConfig:
     resumed: bool
     show_progress: bool  # main rank and not --no-progress
 
-    def lr_at(self, k: int, elapsed_s: float | None = None, decay: "PlateauDecay | None" = None) -> float:
+    def lr_at(self, k: int, elapsed_s: float | None = None, decay: "LrDecay | None" = None) -> float:
         """Learning rate of step ``k`` (0-based): cosine decay to 5 % of ``lr`` over ``total_steps``.
 
         With a time budget too (``max_minutes``), the decay follows whichever runs out first, steps or
         time (``elapsed_s``): a run cut by the clock on a slow machine still ends at the low rate
         instead of mid-schedule. ``plateau``: ``lr`` until ``decay`` (set by the loop when validation
-        stops improving) has started, then the same cosine over :meth:`decay_fraction`.
+        stops improving) has started, then the same cosine over :meth:`decay_fraction`. ``cosine``
+        with ``decay`` (a cycle added by ``--extend``): the cosine restarted over that cycle.
         """
         if self.lr_schedule == "plateau":
             frac = 0.0 if decay is None else self.decay_fraction(k, elapsed_s, decay)
         elif self.lr_schedule != "cosine" or not self.total_steps:
             return self.lr
+        elif decay is not None:
+            frac = self.decay_fraction(k, elapsed_s, decay)
         else:
             frac = k / max(self.total_steps, 1)
             if self.max_minutes and elapsed_s is not None:
@@ -552,7 +565,7 @@ class RunConfig:
         frac = min(1.0, frac)
         return self.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
-    def decay_fraction(self, k: int, elapsed_s: float | None, decay: "PlateauDecay") -> float:
+    def decay_fraction(self, k: int, elapsed_s: float | None, decay: "LrDecay") -> float:
         """How far the plateau schedule's decay has come at step ``k``: by steps, or by the time left
         at its start where the clock would end the run sooner (1.0: done, the run stops)."""
         frac = (k - decay.start_step) / max(decay.steps, 1)
@@ -561,7 +574,7 @@ class RunConfig:
             frac = max(frac, (elapsed_s - decay.start_s) / left if left > 0 else 1.0)
         return max(0.0, frac)
 
-    def plateau_decay(self, step: int, elapsed_s: float, plateaued: bool) -> "PlateauDecay | None":
+    def plateau_decay(self, step: int, elapsed_s: float, plateaued: bool) -> "LrDecay | None":
         """The plateau schedule's decay, if it starts at ``step``: validation has stopped improving
         (``plateaued``: ``PLATEAU_EVALS`` validations in a row without a new best), or
         ``PLATEAU_LATE`` of the steps or of the time budget is gone. It lasts a third of the steps
@@ -573,7 +586,22 @@ class RunConfig:
         steps = max(1, step // 3)
         if self.total_steps:
             steps = max(1, min(steps, self.total_steps - step))
-        return PlateauDecay(step, float(elapsed_s), steps)
+        return LrDecay(step, float(elapsed_s), steps)
+
+    def extension(self, step: int, elapsed_s: float, valid_auprcs: list[float], cycles: int) -> "LrDecay | None":
+        """``--extend``: at the end of a cosine run (or of a cycle added before), one more cycle of
+        ``total_steps`` steps with the rate restarted, if validation is still rising: the last
+        validation is the best so far and lifts the best of all but the last three by more than
+        ``EXTEND_RISE`` of itself; and at least ``EXTEND_TIME_LEFT`` of the time budget is left.
+        A run whose validation has levelled off ends as it would have without the flag."""
+        if self.lr_schedule != "cosine" or not self.total_steps or cycles >= self.extend or len(valid_auprcs) < 4:
+            return None
+        if self.max_minutes and elapsed_s > (1 - EXTEND_TIME_LEFT) * self.max_minutes * 60:
+            return None
+        last, before = valid_auprcs[-1], max(valid_auprcs[:-3])
+        if last < max(valid_auprcs) or last - before <= EXTEND_RISE * last:
+            return None
+        return LrDecay(step, float(elapsed_s), self.total_steps)
 
     def to_json(self) -> dict[str, Any]:
         """The ``config`` of checkpoints and metrics.json (keys, order and values are a file format)."""
@@ -582,7 +610,7 @@ class RunConfig:
             "lr": self.lr, "weight_decay": self.weight_decay, "negatives_per_positive": self.negatives_per_positive, "clip": self.clip,
             "lr_schedule": self.lr_schedule, "total_steps": self.total_steps, "max_minutes": self.max_minutes,
             "eval_every": self.eval_every, "ema": self.ema, "frozen_motif_filters": self.frozen_motif_filters,
-            "patience": self.patience, "seed": self.seed, "device": self.device,
+            "patience": self.patience, "extend": self.extend, "seed": self.seed, "device": self.device,
             "world_size": self.world_size, "no_rc_augment": not self.rc_augment, "jitter": self.jitter,
             "test_chroms": list(self.test_chroms), "valid_chroms": list(self.valid_chroms),
             "train_chroms": list(self.train_chroms), "cell": self.cell, "bin_size": self.bin_size,
@@ -844,6 +872,11 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
         patience = int(args.patience) or None
     elif ckpt is not None:
         patience = prev.get("patience", patience)
+    extend = 0 if (args.steps is not None or args.epochs is not None) else int(defaults.get("extend", 0))
+    if args.extend is not None:
+        extend = int(args.extend)
+    elif ckpt is not None:
+        extend = int(prev.get("extend", extend))
     schedule = (args.lr_schedule or prev.get("lr_schedule") or defaults.get("lr_schedule")
                 or ("cosine" if total_steps else "constant"))
     if args.eval_every:
@@ -869,7 +902,7 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
     cfg = RunConfig(
         model_name=model_name, model_config=dict(mcfg), batch_size=batch_size, lr=lr, weight_decay=weight_decay, negatives_per_positive=npp,
         clip=args.clip, lr_schedule=schedule, total_steps=total_steps, max_minutes=max_minutes,
-        eval_every=eval_every, eval_every_s=eval_every_s, ema=ema_decay, frozen_motif_filters=frozen_motif_filters(args, ckpt), patience=patience, seed=seed, device=str(device),
+        eval_every=eval_every, eval_every_s=eval_every_s, ema=ema_decay, frozen_motif_filters=frozen_motif_filters(args, ckpt), patience=patience, extend=extend, seed=seed, device=str(device),
         world_size=dist_info.world_size, rc_augment=rc_augment, jitter=jitter,
         test_chroms=tuple(data.test_chroms), valid_chroms=tuple(data.valid_chroms),
         train_chroms=tuple(data.train_chroms), cell=data.cell, bin_size=data.bin_size, window_length=length,
@@ -910,7 +943,9 @@ class Checkpointer:
         self.path = cfg.out / "checkpoint.pt"
         self.best_path = cfg.out / "best.pt"
         self.evals_since_best = 0  # the early stop's count, kept across resumes
-        self.decay: PlateauDecay | None = None  # the plateau schedule's decay once started, kept across resumes
+        self.decay: LrDecay | None = None  # the plateau decay or --extend's cycle once started, kept across resumes
+        self.cycles = 0  # cycles added by --extend
+        self.valid_auprcs: list[float] = []  # every validation's auPRC (main rank), for --extend
 
     def payload(self, rng_all: list | None, sampler_state: dict[str, Any], *, step: int, epoch: int,
                 train_seconds: float, best: float | None) -> dict[str, Any]:
@@ -923,7 +958,8 @@ class Checkpointer:
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "rng_per_rank": rng_all, "step": step, "epoch": epoch, "train_seconds": train_seconds,
             "best_valid_auprc": best, "evals_since_best": self.evals_since_best,
-            "lr_decay": None if self.decay is None else self.decay.to_json(), "config": self.config, "data": self.data.paths, "bin_size": self.data.bin_size,
+            "lr_decay": None if self.decay is None else self.decay.to_json(), "extend_cycles": self.cycles,
+            "valid_auprcs": list(self.valid_auprcs), "config": self.config, "data": self.data.paths, "bin_size": self.data.bin_size,
             "window_offset": self.window_offset, "time": time.time(),
         }
 
@@ -993,7 +1029,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    step, train_seconds, best, evals_since_best, decay = 0, 0.0, None, 0, None
+    step, train_seconds, best, evals_since_best, decay, cycles, valid_auprcs = 0, 0.0, None, 0, None, 0, []
     if ckpt is not None:
         try:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -1008,7 +1044,8 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
         train_seconds = float(ckpt.get("train_seconds", 0.0))
         best = ckpt.get("best_valid_auprc")
         evals_since_best = int(ckpt.get("evals_since_best", 0))
-        decay = PlateauDecay.from_json(ckpt.get("lr_decay"))
+        decay = LrDecay.from_json(ckpt.get("lr_decay"))
+        cycles, valid_auprcs = int(ckpt.get("extend_cycles", 0)), [float(v) for v in ckpt.get("valid_auprcs", [])]
         rngs = ckpt.get("rng_per_rank") or [ckpt.get("rng")]
         if rngs and len(rngs) == dist_info.world_size and rngs[dist_info.rank] is not None:
             restore_rng(rngs[dist_info.rank])
@@ -1025,7 +1062,7 @@ def _run(args: Any, device: torch.device, dist_info: D.DistInfo) -> int:
 
     checkpointer = Checkpointer(model, optimizer, ema, cfg.to_json(), data, cfg, dist_info)
     checkpointer.evals_since_best = evals_since_best
-    checkpointer.decay = decay
+    checkpointer.decay, checkpointer.cycles, checkpointer.valid_auprcs = decay, cycles, valid_auprcs
     valid_set = EvalSet(data, data.valid_chroms, cfg.valid_max_bins, cfg.seed) if data.valid_chroms else None
     log(f"model {model_name} ({sum(p.numel() for p in model.parameters()):,} parameters, {cfg.window_length} bp "
         + (f"stretches of {cfg.bins_per_stretch} bins, bound bins weighted {cfg.positive_weight:.1f}), " if cfg.dense
@@ -1063,6 +1100,7 @@ class LoopResult:
     stop_reason: str  # "steps", "time", "early stop" or "schedule" (the plateau decay done)
     interrupted: bool = False  # Ctrl-C: checkpoint saved, no final evaluation
     failed: bool = False  # non-finite loss: stopped without saving
+    validated_at_end: bool = False  # the last step was validated already (--extend's check)
 
 
 def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: torch.nn.Module,
@@ -1111,9 +1149,15 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
     stop_reason = "steps"
     interrupted = False
     collective_ok = False
+    validated_at = -1  # the step of the last validation
 
     def elapsed() -> float:
         return base_elapsed + time.perf_counter() - loop_start
+
+    def end_step() -> int | None:
+        """The last step: total_steps, or the end of a cosine cycle added by --extend."""
+        d = checkpointer.decay
+        return total_steps if (d is None or cfg.lr_schedule != "cosine") else d.start_step + d.steps
 
     # Ctrl-C: the first one asks the loop to stop at the end of the step (checkpoint saved, all ranks
     # agree through the step's flags); a second one interrupts at once.
@@ -1131,7 +1175,7 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
         old_handler = signal.signal(signal.SIGINT, on_sigint)
 
     try:
-        while total_steps is None or step < total_steps:
+        while total_steps is None or step < end_step():
             t0 = time.perf_counter()
             batch = loader.next()
             codes = batch.codes.to(device, non_blocking=True)
@@ -1198,10 +1242,27 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
                 run_loss, run_n = 0.0, 0
             if flags[4] > 0:
                 raise KeyboardInterrupt
-            decayed = checkpointer.decay is not None and cfg.decay_fraction(step, elapsed_all, checkpointer.decay) >= 1.0
-            finished = (total_steps is not None and step >= total_steps) or flags[1] > 0 or decayed
+            decayed = (cfg.lr_schedule == "plateau" and checkpointer.decay is not None
+                       and cfg.decay_fraction(step, elapsed_all, checkpointer.decay) >= 1.0)
+            finished = (total_steps is not None and step >= end_step()) or flags[1] > 0 or decayed
+            if finished and flags[1] == 0 and not decayed and valid_set is not None and checkpointer.cycles < cfg.extend:
+                # the end of a cosine cycle: validate here, and go on for another if validation still rises
+                prev_best = best
+                best = _validate(scored, data, valid_set, device, cfg, dist_info, autocast, step, batch.epoch, best,
+                                 train_seconds, checkpointer, log)
+                checkpointer.evals_since_best = 0 if best != prev_best else checkpointer.evals_since_best + 1
+                ext = cfg.extension(step, elapsed_all, checkpointer.valid_auprcs, checkpointer.cycles) if main_rank else None
+                go_on = D.all_reduce_sum([1.0 if ext is not None else 0.0], dist_info, torch.device("cpu"))[0] > 0
+                t_last_eval, last_eval_step, validated_at = time.perf_counter(), step, step
+                if go_on:
+                    checkpointer.decay = LrDecay(step, float(elapsed_all), int(total_steps))
+                    checkpointer.cycles += 1
+                    finished = False
+                    log(f"validation still rising at step {step}: another {total_steps} steps, the learning rate "
+                        f"restarted (--extend, cycle {checkpointer.cycles} of {cfg.extend})")
             early = plateaued = False
-            if valid_set is not None and flags[2] > 0 and not finished:
+            if valid_set is not None and flags[2] > 0 and not finished and validated_at != step:
+                validated_at = step
                 new_best = _validate(scored, data, valid_set, device, cfg, dist_info, autocast, step, batch.epoch, best,
                                      train_seconds, checkpointer, log)
                 checkpointer.evals_since_best = 0 if new_best != best else checkpointer.evals_since_best + 1
@@ -1257,7 +1318,7 @@ def train_loop(model: torch.nn.Module, train_model: torch.nn.Module, scored: tor
         log(f"interrupted at step {step}; checkpoint saved to {out / 'checkpoint.pt'} "
             f"(continue with --resume --out {out})")
     return LoopResult(step, last_state["epoch"], last_state["sampler"], train_seconds, best, stats,
-                      loader.wait_seconds, stop_reason, interrupted=interrupted)
+                      loader.wait_seconds, stop_reason, interrupted=interrupted, validated_at_end=validated_at == step)
 
 
 # ---- the final evaluation ---------------------------------------------------------------------
@@ -1272,7 +1333,8 @@ def final_evaluation(scored: torch.nn.Module, data: Data, valid_set: EvalSet | N
     out, model_name = cfg.out, cfg.model_name
     autocast = device.type == "cuda"
     best = result.best
-    if valid_set is not None and result.stop_reason != "early stop":  # an early stop has just validated
+    if valid_set is not None and result.stop_reason != "early stop" and not result.validated_at_end:
+        # (an early stop, and --extend's check at the end of a cycle, have just validated)
         best = _validate(scored, data, valid_set, device, cfg, dist_info, autocast, result.step, result.epoch,
                          best, result.train_seconds, checkpointer, log)
     checkpointer.save(result.sampler_state, step=result.step, epoch=result.epoch,
@@ -1349,6 +1411,7 @@ def _validate(model: torch.nn.Module, data: Data, valid_set: EvalSet, device: to
     rec = {"kind": "valid", "step": step, "epoch": epoch, "loss": _bce(labels, scores),
            **{k: m[k] for k in ("auroc", "auprc", "recall_at_fdr10", "recall_at_fdr50", "n_pos", "n_neg")}}
     improved = best is None or m["auprc"] > best
+    checkpointer.valid_auprcs.append(float(m["auprc"]))
     if improved:
         best = m["auprc"]
         checkpointer.save_best(model, step=step, epoch=epoch, train_seconds=train_seconds, best=best)

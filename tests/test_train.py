@@ -330,7 +330,7 @@ def test_plateau_schedule_rates(tiny, tmp_path):
     assert cfg.plateau_decay(300, 60.0, plateaued=False) is None
     d = cfg.plateau_decay(300, 60.0, plateaued=True)
     assert (d.start_step, d.start_s, d.steps) == (300, 60.0, 100)
-    assert train.PlateauDecay.from_json(d.to_json()) == d
+    assert train.LrDecay.from_json(d.to_json()) == d
     cosine = lambda f: 0.01 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * f)))  # noqa: E731
     for k, f in ((300, 0.0), (325, 0.25), (350, 0.5), (400, 1.0), (450, 1.0)):
         assert cfg.lr_at(k, 60.0, d) == pytest.approx(cosine(f)), k
@@ -365,3 +365,46 @@ def test_plateau_schedule_run(tiny, tmp_path, capsys):
     cosine = lambda f: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * f))  # noqa: E731
     assert [round(ratio[s], 6) for s in (14, 15, 16)] == [round(cosine(f), 6) for f in (0.25, 0.5, 0.75)]
     assert load_checkpoint(out / "checkpoint.pt")["lr_decay"][0::2] == [12, 4]
+
+
+def test_extend_rule(tiny, tmp_path):
+    """--extend: another cycle only at the end of a cosine run whose last validation is its best and
+    lifts the best of all but the last three by more than EXTEND_RISE, with time left; never beyond
+    --extend cycles, never for the other schedules."""
+    cfg, _, _ = _resolved(tiny, *dense_model(), "--steps", "1000", "--extend", "1", "--max-minutes", "10",
+                          "--out", str(tmp_path / "a"))
+    assert cfg.extend == 1 and cfg.to_json()["extend"] == 1
+    rising, flat = [0.1, 0.2, 0.3, 0.4, 0.5], [0.1, 0.48, 0.49, 0.49, 0.5]
+    d = cfg.extension(1000, 60.0, rising, cycles=0)
+    assert (d.start_step, d.start_s, d.steps) == (1000, 60.0, 1000)
+    assert cfg.lr_at(1000, 60.0, d) == pytest.approx(cfg.lr) and cfg.lr_at(1500, 60.0, d) < cfg.lr
+    assert cfg.extension(1000, 60.0, flat, cycles=0) is None  # 0.5 - 0.48 is 4 % of 0.5
+    assert cfg.extension(1000, 60.0, [0.1, 0.2, 0.6, 0.3, 0.5], cycles=0) is None  # not the best
+    assert cfg.extension(1000, 60.0, rising, cycles=1) is None  # cycles used up
+    assert cfg.extension(1000, 0.76 * 600, rising, cycles=0) is None  # under a quarter of the clock left
+    assert cfg.extension(1000, 60.0, rising[2:], cycles=0) is None  # too few validations to tell
+    cfg, _, _ = _resolved(tiny, *dense_model(), "--steps", "1000", "--out", str(tmp_path / "b"))
+    assert cfg.extend == 0 and cfg.extension(1000, 60.0, rising, cycles=0) is None  # off unless asked
+
+
+@pytest.mark.parametrize("rise", [None, -1.0], ids=["levelled", "rising"])
+def test_extend_run(tiny, tmp_path, monkeypatch, capsys, rise):
+    """At the end of the cosine the loop validates once (not again in the final evaluation); where the
+    rule says so (forced here: no rise needed) it trains another cycle of the same length with the rate
+    restarted, and stops after --extend cycles."""
+    if rise is not None:
+        monkeypatch.setattr(train, "EXTEND_RISE", rise)
+    out = tmp_path / "x"
+    assert train.main(data_args(tiny, *dense_model(), "--steps", "8", "--eval-every", "2", "--extend", "1",
+                                "--lr", "1e-12", "--ema", "0", "--out", str(out))) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    valid = [r["step"] for r in rows if r["kind"] == "valid"]
+    lrs = {r["step"]: r["lr"] / 1e-12 for r in rows if r["kind"] == "train"}
+    if rise is None:
+        assert m["steps"] == 8 and m["stopped_by"] == "steps" and valid == [2, 4, 6, 8]
+    else:
+        assert m["steps"] == 16 and m["stopped_by"] == "steps" and valid == [2, 4, 6, 8, 10, 12, 14, 16]
+        assert lrs[9] == pytest.approx(1.0) and lrs[8] < 0.2 and lrs[16] < 0.2  # restarted, decayed again
+        assert "another 8 steps, the learning rate restarted (--extend, cycle 1 of 1)" in capsys.readouterr().err
+        assert load_checkpoint(out / "checkpoint.pt")["extend_cycles"] == 1
