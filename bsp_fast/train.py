@@ -163,7 +163,7 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--extend", type=int, default=None,
                    help="cosine runs: up to N more cycles of the same length, the rate restarted, while validation "
                         f"is still rising at the end of one (its best up {EXTEND_RISE:.0%} over the last 3 validations, "
-                        f"{EXTEND_TIME_LEFT:.0%} of --max-minutes left; default 1 for the real-data recipe, 0 otherwise)")
+                        f"{EXTEND_TIME_LEFT:.0%} of --max-minutes left; default 0)")
     t.add_argument("--valid-max-bins", type=int, default=200_000,
                    help="validate on a fixed uniform subset of at most N bins (prevalence kept; 0 = all)")
     t.add_argument("--checkpoint-minutes", type=float, default=5.0, help="also checkpoint every N minutes")
@@ -566,7 +566,7 @@ class RunConfig:
         return self.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
     def decay_fraction(self, k: int, elapsed_s: float | None, decay: "LrDecay") -> float:
-        """How far the plateau schedule's decay has come at step ``k``: by steps, or by the time left
+        """How far ``decay`` (the plateau decay or an --extend cycle) has come at step ``k``: by steps, or by the time left
         at its start where the clock would end the run sooner (1.0: done, the run stops)."""
         frac = (k - decay.start_step) / max(decay.steps, 1)
         if self.max_minutes and elapsed_s is not None:
@@ -872,13 +872,8 @@ def resolve_config(args: Any, ckpt: dict[str, Any] | None, data: Data, model: to
         patience = int(args.patience) or None
     elif ckpt is not None:
         patience = prev.get("patience", patience)
-    extend = 0 if (args.steps is not None or args.epochs is not None) else int(defaults.get("extend", 0))
-    if args.extend is not None:
-        extend = int(args.extend)
-    elif ckpt is not None:
-        extend = int(prev.get("extend", extend))
-    schedule = (args.lr_schedule or prev.get("lr_schedule") or defaults.get("lr_schedule")
-                or ("cosine" if total_steps else "constant"))
+    extend = int(args.extend) if args.extend is not None else int(prev.get("extend", 0))
+    schedule = args.lr_schedule or prev.get("lr_schedule") or ("cosine" if total_steps else "constant")
     if args.eval_every:
         eval_every = int(args.eval_every)
     elif ckpt is not None and "eval_every" in prev:
